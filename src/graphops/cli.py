@@ -1,0 +1,200 @@
+"""The ``graphops`` command: ``ask`` and ``ingest`` (more commands join as issues land).
+
+Every failure graphops raises on purpose is printed as one line,
+``graphops: error: …``, with exit code 2 for bad input or configuration
+(:class:`UserError`) and 1 for a run-time failure (:class:`RunError`); only bugs
+keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from typing import Any
+
+import anyio
+
+from graphops.errors import GraphopsError, InvalidInputError, UserError
+from graphops.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+
+def _progress(label: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A tqdm bar on stderr (silent when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=label, unit="chunk", file=sys.stderr, disable=None, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _read_question(raw: str) -> str:
+    if raw != "-":
+        return raw
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError("the question on standard input is not UTF-8") from None
+
+
+async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from langchain_core.messages import AIMessageChunk
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from graphops.corpus.ensure import ensure_index
+    from graphops.models import make_embeddings
+    from graphops.observe import NodeTimer
+    from graphops.validation import validate_question
+    from graphs.agentic_rag import RagDeps, build_agentic_rag
+
+    question = validate_question(_read_question(args.question), settings.max_question_chars)
+    update, close = _progress("indexing " + ", ".join(settings.corpus) + " (first run)")
+    try:
+        await anyio.to_thread.run_sync(ensure_index, settings, make_embeddings(settings), update)
+    finally:
+        close()
+    deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings)
+    thread = args.thread or uuid.uuid4().hex[:12]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    timer = NodeTimer()
+    config: Any = {
+        "configurable": {"thread_id": thread},
+        "callbacks": [timer],
+        "metadata": {"user": args.user} if args.user else {},
+    }
+    started = time.perf_counter()
+    async with AsyncSqliteSaver.from_conn_string(
+        str(settings.data_dir / "checkpoints.sqlite")
+    ) as saver:
+        app = build_agentic_rag(deps).compile(checkpointer=saver)
+        if args.stream and not args.json:
+            async for chunk, _meta in app.astream(
+                {"question": question}, config, stream_mode="messages"
+            ):
+                if isinstance(chunk, AIMessageChunk) and chunk.text:
+                    print(chunk.text, end="", flush=True)
+            print()
+            state = dict((await app.aget_state(config)).values)
+        else:
+            state = dict(await app.ainvoke({"question": question}, config))
+    index = {doc["id"]: doc for doc in state.get("documents") or []}
+    return {
+        "answer": state.get("answer", ""),
+        "route": state.get("route"),
+        "low_confidence": bool(state.get("low_confidence")),
+        "sources": [
+            {
+                "id": s,
+                "title": index.get(s, {}).get("title", ""),
+                "section": index.get(s, {}).get("section", ""),
+            }
+            for s in state.get("sources") or []
+        ],
+        "nodes": [
+            {"node": t.node, "seconds": round(t.seconds, 3), "tokens": t.tokens}
+            for t in timer.timings
+        ],
+        "seconds": round(time.perf_counter() - started, 3),
+        "tokens": timer.total_tokens,
+        "thread_id": thread,
+    }
+
+
+def _print_ask(result: dict[str, Any], streamed: bool) -> None:
+    if not streamed:
+        print(result["answer"].strip())
+    if result["sources"]:
+        print("\nSources:")
+        for i, source in enumerate(result["sources"], 1):
+            where = " > ".join(p for p in (source["title"], source["section"]) if p)
+            print(f"  [{i}] {source['id']}" + (f" ({where})" if where else ""))
+    if result["low_confidence"]:
+        print("  (no passage was judged relevant; answered from the closest ones)")
+    print("\nNodes:")
+    for node in result["nodes"]:
+        print(f"  {node['node']:<28}{node['seconds']:>8.2f} s{node['tokens']:>8} tokens")
+    print(f"  {'total':<28}{result['seconds']:>8.2f} s{result['tokens']:>8} tokens")
+    print(f"\nthread {result['thread_id']} (continue with --thread {result['thread_id']})")
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    result = anyio.run(_run_ask, args, settings)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        _print_ask(result, streamed=args.stream)
+    return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from graphops.corpus.ensure import ingest_with_settings
+    from graphops.models import make_embeddings
+
+    update, close = _progress("embedding")
+    try:
+        report = ingest_with_settings(args.targets, settings, make_embeddings(settings), update)
+    finally:
+        close()
+    print(
+        f"added {len(report.added)}, updated {len(report.updated)}, removed {len(report.removed)}, "
+        f"unchanged {report.unchanged} documents; {report.chunks} chunks ({report.embedded} "
+        f"embedded) in {report.seconds:.1f} s; corpus version {report.corpus_version}"
+    )
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so usage errors share one error path."""
+
+    def error(self, message: str) -> Any:
+        raise InvalidInputError(f"{message} (see 'graphops --help')")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="graphops", description="LLMOps middleware for LangGraph graphs.")
+    parser.add_argument("--version", action="version", version=f"graphops {version('graphops')}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ask = commands.add_parser("ask", help="answer a question with the reference RAG graph")
+    ask.add_argument("question", help="the question, or - to read it from standard input")
+    ask.add_argument("--thread", help="continue this conversation thread")
+    ask.add_argument("--user", help="who is asking (recorded with the run)")
+    ask.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.set_defaults(handler=_ask)
+
+    ingest = commands.add_parser("ingest", help="build or update the index from files or URLs")
+    ingest.add_argument("targets", nargs="+", metavar="PATH|URL")
+    ingest.set_defaults(handler=_ingest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+        settings = load_settings()
+        code: int = args.handler(args, settings)
+        return code
+    except GraphopsError as exc:
+        print(f"graphops: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UserError) else 1
+    except KeyboardInterrupt:
+        print("graphops: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

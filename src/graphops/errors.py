@@ -1,0 +1,67 @@
+"""The one exception tree of graphops.
+
+Every error graphops raises on purpose is a :class:`GraphopsError`, split the way
+pydantic-ai splits its errors: a :class:`UserError` means the call or the
+configuration is wrong and the message says how to fix it; a :class:`RunError`
+means something failed while running (a model, a source, the index) and retrying
+later, or elsewhere, may succeed.
+
+```
+GraphopsError
+├── UserError                 you misused graphops; the message says how to fix the call
+│   ├── ConfigurationError    a setting is missing or invalid (GRAPHOPS_*, an API key)
+│   └── InvalidInputError     a question, a path or a URL that cannot be used as given
+└── RunError                  it failed at run time
+    ├── ModelError            a chat or embedding model could not be loaded or called
+    ├── IngestError           a source could not be read, fetched or decoded
+    └── CorpusIndexError      the vector index is missing, corrupt or built by another model
+```
+
+The CLI turns any of these into one line on stderr and a non-zero exit code;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "CorpusIndexError",
+    "GraphopsError",
+    "IngestError",
+    "InvalidInputError",
+    "ModelError",
+    "RunError",
+    "UserError",
+]
+
+
+class GraphopsError(Exception):
+    """Base of every error graphops raises on purpose."""
+
+
+class UserError(GraphopsError):
+    """The caller misused graphops; the message names the fix."""
+
+
+class ConfigurationError(UserError):
+    """A setting is missing or invalid."""
+
+
+class InvalidInputError(UserError):
+    """An input (question, path, URL) cannot be used as given."""
+
+
+class RunError(GraphopsError):
+    """Something failed while running; the input itself may be fine."""
+
+
+class ModelError(RunError):
+    """A chat or embedding model could not be loaded or called."""
+
+
+class IngestError(RunError):
+    """A source document could not be read, fetched or decoded."""
+
+
+class CorpusIndexError(RunError):
+    """The vector index is missing, corrupt, or was built with another embedding model."""

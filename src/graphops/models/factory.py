@@ -1,0 +1,145 @@
+"""Build the chat model and the embeddings a setting names.
+
+A spec is ``local``, ``openai:<model>`` or ``google:<model>``. Each provider is one
+small function in a table, so adding one is adding a row, not a branch. Remote
+providers read their API key from the provider's usual environment variable; a
+missing key is a :class:`ConfigurationError` that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from pydantic import SecretStr
+
+from graphops.errors import ConfigurationError
+from graphops.settings import Settings
+
+__all__ = ["make_chat_model", "make_embeddings", "split_spec"]
+
+_KEY_VARIABLES = {"openai": ("OPENAI_API_KEY",), "google": ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``"openai:gpt-4o-mini"`` → ``("openai", "gpt-4o-mini")``; ``"local"`` → ``("local", "")``."""
+    provider, _, name = spec.partition(":")
+    return provider, name
+
+
+def _api_key(provider: str, spec: str, env: Mapping[str, str]) -> str:
+    for variable in _KEY_VARIABLES[provider]:
+        if env.get(variable):
+            return env[variable]
+    names = " or ".join(_KEY_VARIABLES[provider])
+    raise ConfigurationError(f"{spec} needs an API key: set {names}")
+
+
+def _openai_key(settings: Settings, spec: str, env: Mapping[str, str]) -> str:
+    # a self-hosted OpenAI-compatible server (vLLM, Ollama) usually takes any key
+    if settings.openai_base_url and not env.get("OPENAI_API_KEY"):
+        return "not-needed"
+    return _api_key("openai", spec, env)
+
+
+def _local_chat(settings: Settings, name: str, env: Mapping[str, str]) -> BaseChatModel:
+    from graphops.models.local_chat import ChatLocalLlama
+
+    options: dict[str, Any] = {
+        "n_ctx": settings.n_ctx,
+        "n_threads": settings.n_threads,
+        "temperature": settings.temperature,
+        "max_tokens": settings.max_tokens,
+    }
+    if settings.local_model_path is not None:
+        options["model_path"] = settings.local_model_path
+    return ChatLocalLlama(**options)
+
+
+def _openai_chat(settings: Settings, name: str, env: Mapping[str, str]) -> BaseChatModel:
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(
+        model=name,
+        api_key=_openai_key(settings, f"openai:{name}", env),
+        base_url=settings.openai_base_url,
+        temperature=settings.temperature,
+        max_completion_tokens=settings.max_tokens,
+        stream_usage=True,
+    )
+
+
+def _google_chat(settings: Settings, name: str, env: Mapping[str, str]) -> BaseChatModel:
+    from langchain_google_genai import ChatGoogleGenerativeAI
+
+    return ChatGoogleGenerativeAI(
+        model=name,
+        google_api_key=_api_key("google", f"google:{name}", env),
+        temperature=settings.temperature,
+        max_output_tokens=settings.max_tokens,
+    )
+
+
+def _local_embeddings(settings: Settings, name: str, env: Mapping[str, str]) -> Embeddings:
+    from graphops.models.local_embeddings import LocalMiniLMEmbeddings
+
+    return LocalMiniLMEmbeddings(cache_dir=settings.model_cache_dir, n_threads=settings.n_threads)
+
+
+def _openai_embeddings(settings: Settings, name: str, env: Mapping[str, str]) -> Embeddings:
+    from langchain_openai import OpenAIEmbeddings
+
+    return OpenAIEmbeddings(
+        model=name,
+        openai_api_key=SecretStr(_openai_key(settings, f"openai:{name}", env)),
+        openai_api_base=settings.openai_base_url,
+    )
+
+
+def _google_embeddings(settings: Settings, name: str, env: Mapping[str, str]) -> Embeddings:
+    from langchain_google_genai import GoogleGenerativeAIEmbeddings
+
+    return GoogleGenerativeAIEmbeddings(
+        model=name,
+        google_api_key=SecretStr(_api_key("google", f"google:{name}", env)),
+    )
+
+
+_Factory = Callable[[Settings, str, Mapping[str, str]], Any]
+_CHAT: dict[str, _Factory] = {"local": _local_chat, "openai": _openai_chat, "google": _google_chat}
+_EMBEDDINGS: dict[str, _Factory] = {
+    "local": _local_embeddings,
+    "openai": _openai_embeddings,
+    "google": _google_embeddings,
+}
+
+
+def _build(
+    table: dict[str, _Factory], spec: str, settings: Settings, env: Mapping[str, str]
+) -> Any:
+    provider, name = split_spec(spec)
+    factory = table.get(provider)
+    if factory is None:
+        raise ConfigurationError(
+            f"unknown model provider {provider!r} in {spec!r}: use one of {sorted(table)}"
+        )
+    return factory(settings, name, env)
+
+
+def make_chat_model(settings: Settings, env: Mapping[str, str] | None = None) -> BaseChatModel:
+    """The chat model ``settings.chat_model`` names (nothing loads until its first call)."""
+    model: BaseChatModel = _build(
+        _CHAT, settings.chat_model, settings, os.environ if env is None else env
+    )
+    return model
+
+
+def make_embeddings(settings: Settings, env: Mapping[str, str] | None = None) -> Embeddings:
+    """The embeddings ``settings.embeddings_model`` names."""
+    embeddings: Embeddings = _build(
+        _EMBEDDINGS, settings.embeddings_model, settings, os.environ if env is None else env
+    )
+    return embeddings

@@ -1,0 +1,122 @@
+"""Prompt templates kept as files, outside the code.
+
+A prompt file is ``prompts/<name>.md``: a YAML front matter (``description``,
+``variables``) and then the messages, each introduced by a line ``[system]``,
+``[user]`` or ``[assistant]``. Templates use ``{variable}`` placeholders
+(``{{`` for a literal brace). Declared and used variables must match, so a typo
+fails when the prompt is loaded, not half-way through a run.
+
+The content hash is the prompt's version until the SQL registry (which syncs
+these files) gives it a number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from langchain_core.prompts import ChatPromptTemplate
+
+from graphops.errors import ConfigurationError
+
+__all__ = ["PromptFile", "PromptLibrary", "parse_prompt"]
+
+_ROLE_LINE = re.compile(r"^\[(system|user|assistant)\]\s*$", re.MULTILINE)
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    """One parsed prompt: its messages as (role, template) pairs."""
+
+    name: str
+    description: str
+    variables: tuple[str, ...]
+    messages: tuple[tuple[str, str], ...]
+    content_hash: str
+
+    def to_chat_prompt(self) -> ChatPromptTemplate:
+        """The LangChain template these messages make."""
+        roles = {"user": "human", "assistant": "ai", "system": "system"}
+        return ChatPromptTemplate.from_messages([(roles[r], t) for r, t in self.messages])
+
+
+def parse_prompt(name: str, text: str) -> PromptFile:
+    """Parse a prompt file's text; a :class:`ConfigurationError` says what is wrong."""
+    where = f"prompt {name!r}"
+    match = re.match(r"^---\s*\n(.*?)\n---\s*\n", text, re.DOTALL)
+    if match is None:
+        raise ConfigurationError(f"{where}: must start with a '---' front matter block")
+    try:
+        meta = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{where}: bad front matter: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ConfigurationError(f"{where}: front matter must be a mapping")
+    body = text[match.end() :]
+    parts = _ROLE_LINE.split(body)
+    if parts[0].strip():
+        raise ConfigurationError(f"{where}: text before the first [system]/[user] line")
+    messages = tuple(
+        (role, content.strip()) for role, content in zip(parts[1::2], parts[2::2], strict=True)
+    )
+    if not messages:
+        raise ConfigurationError(f"{where}: no [system]/[user]/[assistant] messages")
+    declared = tuple(meta.get("variables") or ())
+    prompt = PromptFile(
+        name=name,
+        description=str(meta.get("description", "")),
+        variables=declared,
+        messages=messages,
+        content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest()[:12],
+    )
+    try:
+        used = set(prompt.to_chat_prompt().input_variables)
+    except (ValueError, KeyError) as exc:
+        raise ConfigurationError(f"{where}: bad template: {exc}") from None
+    if used != set(declared):
+        raise ConfigurationError(
+            f"{where}: declares variables {sorted(declared)} but uses {sorted(used)}"
+        )
+    return prompt
+
+
+class PromptLibrary:
+    """Prompt files in one directory, parsed once and re-read when they change."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._cache: dict[str, tuple[float, PromptFile]] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        """Every prompt name in the directory."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.stem for p in self.directory.glob("*.md"))
+
+    def get(self, name: str) -> PromptFile:
+        """The prompt called ``name``; a missing one is an error listing those that exist."""
+        if not _NAME.match(name):
+            raise ConfigurationError(f"{name!r} is not a prompt name (lower case, digits, - and _)")
+        path = self.directory / f"{name}.md"
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            known = ", ".join(self.names()) or "none"
+            raise ConfigurationError(
+                f"no prompt {name!r} in {self.directory} (found: {known}); "
+                "set GRAPHOPS_PROMPTS_DIR to the folder that holds the prompt files"
+            ) from None
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None and cached[0] == mtime:
+                return cached[1]
+        prompt = parse_prompt(name, path.read_text(encoding="utf-8"))
+        with self._lock:
+            self._cache[name] = (mtime, prompt)
+        return prompt

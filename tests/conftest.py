@@ -1,0 +1,63 @@
+"""Shared fixtures: a small corpus, an index over it built with fake embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graphops.corpus import CorpusRetriever, ingest
+from graphops.models import HashEmbeddings
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (marked ``anyio``) run on asyncio: LangGraph needs it."""
+    return "asyncio"
+
+
+CORPUS = {
+    "config.md": (
+        "# Configuration\n\n"
+        "## Chat model\n\n"
+        "Set GRAPHOPS_CHAT_MODEL to local, openai:<model> or google:<model>. "
+        "Gemini needs GOOGLE_API_KEY.\n\n"
+        "## Chunking\n\n"
+        "The chunk_size setting defaults to 900 characters and chunk_overlap to 150.\n"
+    ),
+    "cache.md": (
+        "# Caching\n\n## Cache keys\n\n"
+        "Cached answers are keyed by tenant, prompt version, model and corpus version.\n"
+    ),
+    "notes.txt": "Plain text notes about the retriever: it returns the top k chunks by cosine.",
+}
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """A folder with two markdown files and a text file."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name, text in CORPUS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def embeddings() -> HashEmbeddings:
+    """Fast deterministic embeddings in which shared words mean similar vectors."""
+    return HashEmbeddings()
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path, corpus_dir: Path, embeddings: HashEmbeddings) -> Path:
+    """An index of ``corpus_dir`` built with the fake embeddings."""
+    directory = tmp_path / "index"
+    ingest([str(corpus_dir)], directory, embeddings)
+    return directory
+
+
+@pytest.fixture
+def retriever(index_dir: Path, embeddings: HashEmbeddings) -> CorpusRetriever:
+    """A retriever over ``index_dir``."""
+    return CorpusRetriever(index_dir=index_dir, embeddings=embeddings, k=3)
