@@ -119,14 +119,16 @@ class RagDeps:
     max_question_chars: int = 4000
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RagDeps:
+    def from_settings(
+        cls, settings: Settings, progress: Callable[[int, int], None] | None = None
+    ) -> RagDeps:
         """Models and retriever as configured; indexes ``settings.corpus`` if there is no index."""
         from graphops.corpus import CorpusRetriever
         from graphops.corpus.ensure import ensure_index
         from graphops.models import make_chat_model, make_embeddings
 
         embeddings = make_embeddings(settings)
-        ensure_index(settings, embeddings)
+        ensure_index(settings, embeddings, progress)
         return cls(
             chat=make_chat_model(settings),
             retriever=CorpusRetriever(

@@ -53,8 +53,6 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     from langchain_core.messages import AIMessageChunk
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    from graphops.corpus.ensure import ensure_index
-    from graphops.models import make_embeddings
     from graphops.observe import NodeTimer
     from graphops.validation import validate_question
     from graphs.agentic_rag import RagDeps, build_agentic_rag
@@ -62,10 +60,9 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     question = validate_question(_read_question(args.question), settings.max_question_chars)
     update, close = _progress("indexing " + ", ".join(settings.corpus) + " (first run)")
     try:
-        await anyio.to_thread.run_sync(ensure_index, settings, make_embeddings(settings), update)
+        deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings, update)
     finally:
         close()
-    deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings)
     thread = args.thread or uuid.uuid4().hex[:12]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     timer = NodeTimer()
@@ -79,7 +76,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         str(settings.data_dir / "checkpoints.sqlite")
     ) as saver:
         app = build_agentic_rag(deps).compile(checkpointer=saver)
-        if args.stream and not args.json:
+        if args.stream:
             async for chunk, _meta in app.astream(
                 {"question": question}, config, stream_mode="messages"
             ):
@@ -147,6 +144,15 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         report = ingest_with_settings(args.targets, settings, make_embeddings(settings), update)
     finally:
         close()
+    if report.rebuilt:
+        dropped = (
+            f"; dropped, re-ingest them: {', '.join(report.removed)}" if report.removed else ""
+        )
+        print(
+            "graphops: warning: the old index was built another way (embedding model or "
+            f"chunking) or was unreadable, so it was rebuilt{dropped}",
+            file=sys.stderr,
+        )
     print(
         f"added {len(report.added)}, updated {len(report.updated)}, removed {len(report.removed)}, "
         f"unchanged {report.unchanged} documents; {report.chunks} chunks ({report.embedded} "
@@ -171,8 +177,9 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question", help="the question, or - to read it from standard input")
     ask.add_argument("--thread", help="continue this conversation thread")
     ask.add_argument("--user", help="who is asking (recorded with the run)")
-    ask.add_argument("--stream", action="store_true", help="print the answer as it is generated")
-    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    output = ask.add_mutually_exclusive_group()
+    output.add_argument("--stream", action="store_true", help="print the answer as it comes")
+    output.add_argument("--json", action="store_true", help="print one JSON object")
     ask.set_defaults(handler=_ask)
 
     ingest = commands.add_parser("ingest", help="build or update the index from files or URLs")

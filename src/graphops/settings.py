@@ -8,10 +8,13 @@ the embedded local model and SQLite/in-memory backends.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Self
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from graphops.errors import ConfigurationError
@@ -59,8 +62,6 @@ class Settings(BaseSettings):
     http_read_timeout: float = Field(30.0, gt=0)
     max_source_bytes: int = Field(5_000_000, ge=1)
 
-    log_format: Literal["json", "text"] = "json"
-
     @field_validator("chat_model", "embeddings_model")
     @classmethod
     def _model_spec(cls, value: str) -> str:
@@ -80,6 +81,15 @@ class Settings(BaseSettings):
             return tuple(part for part in (p.strip() for p in value.split(",")) if part)
         return value
 
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Self:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size "
+                f"({self.chunk_size})"
+            )
+        return self
+
     @property
     def index_dir(self) -> Path:
         """Where the vector index of the corpus is kept."""
@@ -91,17 +101,31 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
 
+def _check_names(environ: Mapping[str, str]) -> None:
+    """A misspelt ``GRAPHOPS_*`` variable would be ignored silently: refuse it instead."""
+    known = {f"GRAPHOPS_{name.upper()}" for name in Settings.model_fields}
+    for variable in sorted(environ):
+        if variable.startswith("GRAPHOPS_") and variable not in known:
+            close = difflib.get_close_matches(variable, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigurationError(
+                f"unknown setting {variable}{hint} (see docs/configuration.md)"
+            )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings from the environment plus ``overrides``.
 
     A bad value becomes a :class:`ConfigurationError` naming the variable, so the
-    CLI can print one line instead of a pydantic traceback.
+    CLI can print one line instead of a pydantic traceback; so does an unknown
+    ``GRAPHOPS_*`` variable, which is almost always a typo.
     """
+    _check_names(os.environ)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"GRAPHOPS_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            f"GRAPHOPS_{'_'.join(str(p) for p in err['loc']).upper() or 'CHUNK_*'}: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None

@@ -133,3 +133,40 @@ def test_retriever_reloads_after_reingest(tmp_path: Path, corpus_dir: Path) -> N
     ingest([str(corpus_dir)], tmp_path / "ix", HashEmbeddings())
     assert retriever.corpus_version != old
     assert retriever.invoke("Redis limiter")[0].metadata["id"].endswith("new.md#redis")
+
+
+def test_rebuild_reports_the_documents_it_drops(tmp_path: Path, corpus_dir: Path) -> None:
+    extra = tmp_path / "extra.md"
+    extra.write_text("# Extra\n\nMore text.")
+    ingest([str(corpus_dir), str(extra)], tmp_path / "ix", HashEmbeddings())
+    report = ingest([str(corpus_dir)], tmp_path / "ix", HashEmbeddings(), chunk_size=500)
+    assert report.rebuilt is True
+    assert [Path(d).name for d in report.removed] == ["extra.md"]
+    assert report.embedded == report.chunks
+    same = ingest([str(corpus_dir)], tmp_path / "ix", HashEmbeddings(), chunk_size=500)
+    assert same.rebuilt is False
+
+
+def test_unreadable_old_index_is_rebuilt(tmp_path: Path, corpus_dir: Path) -> None:
+    ingest([str(corpus_dir)], tmp_path / "ix", HashEmbeddings())
+    (tmp_path / "ix" / "chunks.jsonl").write_text("{not json")
+    report = ingest([str(corpus_dir)], tmp_path / "ix", HashEmbeddings())
+    assert report.rebuilt is True
+    assert report.chunks == 4
+
+
+def test_bad_chunking_arguments(tmp_path: Path, corpus_dir: Path) -> None:
+    from graphops.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="below chunk size"):
+        ingest(
+            [str(corpus_dir)], tmp_path / "ix", HashEmbeddings(), chunk_size=100, chunk_overlap=100
+        )
+
+
+def test_ensure_index_notices_a_chunking_change(tmp_path: Path, corpus_dir: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", corpus=(str(corpus_dir),))
+    ensure_index(settings, HashEmbeddings())
+    changed = Settings(data_dir=tmp_path / "data", corpus=(str(corpus_dir),), chunk_size=500)
+    with pytest.raises(CorpusIndexError, match="chunked 900/150, the settings say 500/150"):
+        ensure_index(changed, HashEmbeddings())

@@ -55,3 +55,17 @@ def test_settings_are_immutable() -> None:
     settings = Settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.top_k = 3  # type: ignore[misc]
+
+
+def test_misspelt_variable_is_refused_with_a_suggestion(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPHOPS_TOPK", "3")
+    with pytest.raises(
+        ConfigurationError, match="unknown setting GRAPHOPS_TOPK; did you mean GRAPHOPS_TOP_K"
+    ):
+        load_settings()
+
+
+def test_overlap_must_be_below_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPHOPS_CHUNK_OVERLAP", "900")
+    with pytest.raises(ConfigurationError, match=r"chunk_overlap \(900\) must be smaller"):
+        load_settings()

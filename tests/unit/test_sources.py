@@ -105,6 +105,8 @@ def test_url_fetch_with_content_types() -> None:
             )
         if request.url.path == "/blob":
             return httpx.Response(200, content=b"\x00", headers={"content-type": "application/pdf"})
+        if request.url.path == "/UPPER.MD":
+            return httpx.Response(200, text="# Shout", headers={"content-type": "x/unknown"})
         if request.url.path == "/big":
             return httpx.Response(200, text="a" * 5000, headers={"content-type": "text/plain"})
         return httpx.Response(404)
@@ -114,6 +116,8 @@ def test_url_fetch_with_content_types() -> None:
     assert page.documents[0].title == "T"
     assert page.documents[0].id == "http://site/page"
     assert doc.documents[0].title == "Notes"
+    (upper,) = load_sources(["http://site/UPPER.MD"], options)
+    assert upper.documents[0].title == "Shout"
     with pytest.raises(IngestError, match="unsupported content type application/pdf"):
         load_sources(["http://site/blob"], options)
     with pytest.raises(IngestError, match="HTTP 404"):

@@ -53,6 +53,7 @@ def ensure_index(
         try:
             manifest = json.loads((settings.index_dir / "manifest.json").read_text())
             built_with = manifest["embeddings_model"]
+            chunking = (manifest["chunk_size"], manifest["chunk_overlap"])
         except (OSError, ValueError, KeyError):
             raise CorpusIndexError(
                 f"the index in {settings.index_dir} is unreadable: "
@@ -63,6 +64,12 @@ def ensure_index(
             raise CorpusIndexError(
                 f"the index in {settings.index_dir} was built with {built_with}, but the "
                 f"configured embeddings are {wanted}: run 'graphops ingest' again"
+            )
+        if chunking != (settings.chunk_size, settings.chunk_overlap):
+            raise CorpusIndexError(
+                f"the index in {settings.index_dir} was chunked {chunking[0]}/{chunking[1]}, "
+                f"the settings say {settings.chunk_size}/{settings.chunk_overlap} "
+                "(GRAPHOPS_CHUNK_SIZE/GRAPHOPS_CHUNK_OVERLAP): run 'graphops ingest' again"
             )
         return None
     if not settings.corpus:

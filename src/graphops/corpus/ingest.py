@@ -20,7 +20,7 @@ from langchain_core.embeddings import Embeddings
 from graphops.corpus.chunking import Chunk, chunk_document
 from graphops.corpus.index import CorpusIndex, DocumentEntry, Manifest
 from graphops.corpus.sources import FetchOptions, load_sources
-from graphops.errors import CorpusIndexError, ModelError
+from graphops.errors import CorpusIndexError, InvalidInputError, ModelError
 
 __all__ = ["IngestReport", "embeddings_name", "ingest"]
 
@@ -38,6 +38,8 @@ class IngestReport:
     updated: tuple[str, ...]
     removed: tuple[str, ...]
     unchanged: int
+    rebuilt: bool
+    """The old index could not be reused (other model or chunking, or unreadable)."""
     chunks: int
     embedded: int
     corpus_version: str
@@ -67,20 +69,29 @@ def _embed(
     return np.asarray(rows, dtype=np.float32)
 
 
-def _previous(index_dir: Path, manifest: Manifest) -> CorpusIndex | None:
-    """The existing index, if it was built the same way (else everything is re-embedded)."""
+def _same_build(a: Manifest, b: Manifest) -> bool:
+    return (a.embeddings_model, a.chunk_size, a.chunk_overlap) == (
+        b.embeddings_model,
+        b.chunk_size,
+        b.chunk_overlap,
+    )
+
+
+def _previous(index_dir: Path, manifest: Manifest) -> tuple[CorpusIndex | None, bool, list[str]]:
+    """The existing index if it can be reused; whether it is being replaced; its documents.
+
+    An index built another way (model, chunking) or unreadable cannot be extended:
+    its documents are reported as removed so the caller can say which to re-ingest.
+    """
     if not CorpusIndex.exists(index_dir):
-        return None
+        return None, False, []
     try:
         old = CorpusIndex.load(index_dir)
     except CorpusIndexError:
-        return None
-    same = (old.manifest.embeddings_model, old.manifest.chunk_size, old.manifest.chunk_overlap)
-    return (
-        old
-        if same == (manifest.embeddings_model, manifest.chunk_size, manifest.chunk_overlap)
-        else None
-    )
+        return None, True, []
+    if _same_build(old.manifest, manifest):
+        return old, False, []
+    return None, True, list(old.manifest.documents)
 
 
 def ingest(
@@ -94,10 +105,14 @@ def ingest(
     progress: Progress | None = None,
 ) -> IngestReport:
     """Add or refresh ``targets`` (folders, files, URLs) in the index at ``index_dir``."""
+    if not 0 <= chunk_overlap < chunk_size:
+        raise InvalidInputError(
+            f"chunk overlap {chunk_overlap} must be at least 0 and below chunk size {chunk_size}"
+        )
     started = time.perf_counter()
     sources = load_sources(targets, fetch)
     empty = Manifest(embeddings_name(embeddings), 0, chunk_size, chunk_overlap)
-    previous = _previous(index_dir, empty)
+    previous, rebuilt, dropped = _previous(index_dir, empty)
     old_docs = dict(previous.manifest.documents) if previous else {}
     old_chunks: dict[str, list[int]] = {}
     if previous is not None:
@@ -107,7 +122,8 @@ def ingest(
     incoming = {doc.id: doc for source in sources for doc in source.documents}
     scopes = [s.scope for s in sources if s.scope.endswith("/")]
     removed = sorted(
-        d for d in old_docs if d not in incoming and any(d.startswith(s) for s in scopes)
+        {d for d in old_docs if d not in incoming and any(d.startswith(s) for s in scopes)}
+        | {d for d in dropped if d not in incoming}
     )
     kept = [d for d in old_docs if d not in incoming and d not in removed]
     unchanged = [
@@ -149,6 +165,7 @@ def ingest(
         updated=tuple(sorted(doc.id for doc in fresh if doc.id in old_docs)),
         removed=tuple(removed),
         unchanged=len(unchanged),
+        rebuilt=rebuilt,
         chunks=len(chunks),
         embedded=len(new_chunks),
         corpus_version=manifest.corpus_version,

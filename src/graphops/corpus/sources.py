@@ -189,7 +189,9 @@ def _fetch(url: str, options: FetchOptions) -> SourceDocument:
             if response.status_code >= 400:
                 raise IngestError(f"{url}: HTTP {response.status_code}")
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            kind = _CONTENT_TYPES.get(content_type) or _SUFFIXES.get(Path(url.split("?")[0]).suffix)
+            kind = _CONTENT_TYPES.get(content_type) or _SUFFIXES.get(
+                Path(url.split("?")[0]).suffix.lower()
+            )
             if kind is None:
                 raise IngestError(f"{url}: unsupported content type {content_type or '(none)'}")
             body = bytearray()

@@ -167,8 +167,7 @@ class ChatLocalLlama(BaseChatModel):
         request = self._request(messages, stop, **kwargs)
         model = self._model()
         with model.lock:
-            prompt_tokens = self._count_prompt_tokens(model, request["messages"])
-            completion_tokens = 0
+            pieces: list[str] = []
             finish_reason = None
             try:
                 stream = model.llama.create_chat_completion(stream=True, **request)
@@ -178,17 +177,18 @@ class ChatLocalLlama(BaseChatModel):
                     finish_reason = choice.get("finish_reason") or finish_reason
                     if not text:
                         continue
-                    completion_tokens += 1
+                    pieces.append(text)
                     chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
                     if run_manager is not None:
                         run_manager.on_llm_new_token(text, chunk=chunk)
                     yield chunk
             except ValueError as exc:
                 raise ModelError(f"local model call failed: {exc}") from exc
+            usage = self._stream_usage(model, "".join(pieces), finish_reason)
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
-                usage_metadata=_usage(prompt_tokens, completion_tokens),
+                usage_metadata=usage,
                 response_metadata={
                     "model_name": self.model_name,
                     "model_provider": "llama_cpp",
@@ -199,10 +199,16 @@ class ChatLocalLlama(BaseChatModel):
         )
 
     @staticmethod
-    def _count_prompt_tokens(model: LoadedModel, messages: list[dict[str, str]]) -> int:
-        """Streaming responses carry no usage, so count the prompt ourselves."""
-        text = "\n".join(m["content"] for m in messages)
-        return len(model.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+    def _stream_usage(model: LoadedModel, text: str, finish_reason: str | None) -> UsageMetadata:
+        """Streamed responses carry no usage: derive the same numbers ``invoke`` reports.
+
+        After a call the context holds the templated prompt and every generated token
+        but the last one sampled when the length limit stopped it (an end-of-turn
+        token is sampled but neither kept nor counted).
+        """
+        completion = len(model.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        evaluated = int(model.llama.n_tokens) + (1 if finish_reason == "length" else 0)
+        return _usage(max(evaluated - completion, 0), completion)
 
     async def _agenerate(
         self,

@@ -15,7 +15,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict
 
-from graphops.errors import ModelError
+from graphops.errors import ConfigurationError, ModelError
 from graphops.models._llama import LoadedModel, load_llama
 from graphops.models.minilm_gguf import ensure_minilm_gguf
 
@@ -51,9 +51,16 @@ class LocalMiniLMEmbeddings(BaseModel, Embeddings):
         return DIMENSIONS
 
     def _model(self) -> LoadedModel:
-        from llama_cpp import LLAMA_POOLING_TYPE_MEAN
+        try:
+            from llama_cpp import LLAMA_POOLING_TYPE_MEAN
 
-        path = ensure_minilm_gguf(self.cache_dir)
+            path = ensure_minilm_gguf(self.cache_dir)
+        except ImportError as exc:  # pragma: no cover - a dependency
+            raise ModelError(
+                f"llama-cpp-python is not installed: run ./scripts/setup ({exc})"
+            ) from None
+        except FileNotFoundError as exc:
+            raise ConfigurationError(str(exc)) from None
         return load_llama(
             path,
             embedding=True,

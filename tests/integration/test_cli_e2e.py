@@ -1,0 +1,112 @@
+"""``graphops`` as a user runs it: a real subprocess on the embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from graphops.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+GRAPHOPS = str(Path(sys.executable).with_name("graphops"))
+
+
+def graphops(settings: Settings, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "GRAPHOPS_DATA_DIR": str(settings.data_dir),
+        "GRAPHOPS_CORPUS": ",".join(settings.corpus),
+        "GRAPHOPS_N_THREADS": "2",
+        **env,
+    }
+    return subprocess.run(
+        [GRAPHOPS, *argv], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_ask_prints_answer_sources_and_nodes(local_settings: Settings, docs_index: Path) -> None:
+    done = graphops(local_settings, "ask", "Which environment variable selects the chat model?")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Sources:\n  [1] " in out
+    assert "docs/" in out.split("Sources:")[1]
+    nodes = out.split("Nodes:")[1]
+    for node in ("generate_query_or_respond", "retrieve", "grade_documents", "generate_answer"):
+        assert node in nodes
+    assert "total" in nodes
+    assert "Traceback" not in done.stderr
+
+
+def test_ask_json_and_thread_continuation(local_settings: Settings, docs_index: Path) -> None:
+    first = graphops(local_settings, "ask", "--json", "--user", "ann", "hello!")
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert result["answer"]
+    assert result["thread_id"]
+    assert result["tokens"] > 0
+    second = graphops(
+        local_settings, "ask", "--json", "--thread", result["thread_id"], "How do I ingest a URL?"
+    )
+    assert second.returncode == 0, second.stderr
+    again = json.loads(second.stdout)
+    assert again["thread_id"] == result["thread_id"]
+    assert again["route"] == "retrieve"
+    assert again["sources"]
+    assert {"node", "seconds", "tokens"} <= set(again["nodes"][0])
+
+
+def test_ask_stream_prints_the_answer_as_it_comes(
+    local_settings: Settings, docs_index: Path
+) -> None:
+    done = graphops(local_settings, "ask", "--stream", "What does graphops ingest do?")
+    assert done.returncode == 0, done.stderr
+    answer = done.stdout.split("\nSources:")[0].split("\nNodes:")[0]
+    assert answer.strip()
+    assert "Nodes:" in done.stdout
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/slow.md":
+                time.sleep(2)
+            body = b"# Remote page\n\n## Fetching\n\ngraphops can ingest pages served over HTTP.\n"
+            self.send_response(200)
+            self.send_header("content-type", "text/markdown; charset=utf-8")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_ingest_url_and_timeout(tmp_path: Path, local_settings: Settings, http_server: str) -> None:
+    settings = local_settings.model_copy(update={"data_dir": tmp_path / "data"})
+    done = graphops(settings, "ingest", f"{http_server}/page.md")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("added 1, updated 0, removed 0, unchanged 0 documents; 1 chunks")
+    manifest = json.loads((tmp_path / "data" / "index" / "manifest.json").read_text())
+    assert list(manifest["documents"]) == [f"{http_server}/page.md"]
+
+    slow = graphops(settings, "ingest", f"{http_server}/slow.md", GRAPHOPS_HTTP_READ_TIMEOUT="0.5")
+    assert slow.returncode == 1
+    assert slow.stderr == f"graphops: error: {http_server}/slow.md: no response within 0.5 s\n"
+    # the failed ingest left the index as it was
+    assert json.loads((tmp_path / "data" / "index" / "manifest.json").read_text()) == manifest
