@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ def local_embeddings(local_settings: Settings) -> LocalMiniLMEmbeddings:
 
 @pytest.fixture(scope="session")
 def docs_index(local_settings: Settings, local_embeddings: LocalMiniLMEmbeddings) -> Path:
-    """docs/ indexed with the real embeddings, once."""
-    ensure_index(local_settings, local_embeddings)
+    """docs/ indexed with the real embeddings, once (from the root, so ids read docs/…)."""
+    with contextlib.chdir(ROOT):
+        ensure_index(local_settings, local_embeddings)
     return local_settings.index_dir

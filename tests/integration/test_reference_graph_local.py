@@ -1,0 +1,66 @@
+"""The reference graph on the embedded defaults: real SmolLM2, real MiniLM, real index of docs/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphops.corpus import CorpusRetriever
+from graphops.models.local_embeddings import LocalMiniLMEmbeddings
+from graphops.settings import Settings
+from graphs.agentic_rag import RagDeps, build_agentic_rag
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = [json.loads(line) for line in (ROOT / "evals" / "golden.jsonl").read_text().splitlines()]
+
+
+def golden(question_id: str) -> dict[str, Any]:
+    return next(item for item in GOLDEN if item["id"] == question_id)
+
+
+@pytest.mark.parametrize("question_id", ["q02", "q12"])
+async def test_answers_a_docs_question_citing_a_relevant_source(
+    local_settings: Settings, docs_index: Path, question_id: str
+) -> None:
+    item = golden(question_id)
+    app = build_agentic_rag(RagDeps.from_settings(local_settings)).compile()
+    state = await app.ainvoke({"question": item["question"]})
+    assert state["route"] == "retrieve"
+    assert state["answer"].strip()
+    assert state["sources"]
+    cited_docs = {source.split("#")[0] for source in state["sources"]}
+    assert cited_docs & set(item["doc_ids"]), (state["sources"], item["doc_ids"])
+    usage = [m.usage_metadata for m in state["messages"] if getattr(m, "usage_metadata", None)]
+    assert usage and usage[-1]["output_tokens"] > 0
+
+
+async def test_small_talk_is_answered_without_retrieval(
+    local_settings: Settings, docs_index: Path
+) -> None:
+    app = build_agentic_rag(RagDeps.from_settings(local_settings)).compile()
+    state = await app.ainvoke({"question": "hello!"})
+    assert state["route"] == "respond"
+    assert state["answer"].strip()
+    assert state["sources"] == []
+
+
+def test_retrieval_quality_on_the_golden_set(
+    docs_index: Path, local_embeddings: LocalMiniLMEmbeddings
+) -> None:
+    """A floor, not a benchmark: hit@3 and MRR of the retriever alone over every question."""
+    retriever = CorpusRetriever(index_dir=docs_index, embeddings=local_embeddings, k=10)
+    hits, reciprocal = 0, 0.0
+    for item in GOLDEN:
+        ranked = [doc.metadata["id"] for doc in retriever.invoke(item["question"])]
+        rank = next((i for i, chunk in enumerate(ranked, 1) if chunk in item["chunk_ids"]), None)
+        hits += rank is not None and rank <= 3
+        reciprocal += 1 / rank if rank else 0.0
+    hit_at_3, mrr = hits / len(GOLDEN), reciprocal / len(GOLDEN)
+    print(f"golden set: {len(GOLDEN)} questions, hit@3 {hit_at_3:.3f}, MRR {mrr:.3f}")
+    assert hit_at_3 >= 0.85
+    assert mrr >= 0.75
