@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
+import anyio.to_thread
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, HumanMessage
@@ -141,18 +142,29 @@ class RagDeps:
         )
 
 
-def _lazy(factory: Callable[[], RagDeps]) -> Callable[[], RagDeps]:
-    """Build the dependencies on first use, once, so importing the graph loads no model."""
-    lock = threading.Lock()
-    built: list[RagDeps] = []
+class _Lazy:
+    """Dependencies built on first use, once, so importing the graph loads no model.
 
-    def get() -> RagDeps:
-        with lock:
-            if not built:
-                built.append(factory())
-            return built[0]
+    Building them reads settings, files and maybe the whole corpus, so the async
+    path builds them in a worker thread: a node must never block the event loop
+    (``langgraph dev`` refuses runs that do).
+    """
 
-    return get
+    def __init__(self, source: RagDeps | Callable[[], RagDeps]) -> None:
+        self._factory = source if callable(source) else None
+        self._value = None if callable(source) else source
+        self._lock = threading.Lock()
+
+    def get(self) -> RagDeps:
+        with self._lock:
+            if self._value is None:
+                assert self._factory is not None
+                self._value = self._factory()
+            return self._value
+
+    async def aget(self) -> RagDeps:
+        value = self._value
+        return value if value is not None else await anyio.to_thread.run_sync(self.get)
 
 
 def default_deps() -> RagDeps:
@@ -185,13 +197,14 @@ def _context(docs: list[RetrievedDoc]) -> str:
 
 def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagState]:
     """The five-node graph over ``deps`` (or a function building them on first use)."""
-    get = _lazy(deps) if callable(deps) else (lambda: deps)
+    lazy = _Lazy(deps)
 
-    def prompt(name: str) -> Any:
-        return get().prompts.get(name).to_chat_prompt()
+    async def prompt(d: RagDeps, name: str) -> Any:
+        # the library stats (and may re-read) the file: off the event loop
+        return (await anyio.to_thread.run_sync(d.prompts.get, name)).to_chat_prompt()
 
     async def generate_query_or_respond(state: RagState) -> dict[str, Any]:
-        d = get()
+        d = await lazy.aget()
         question, new_messages = _question(state, d.max_question_chars)
         turn: dict[str, Any] = {
             "question": question,
@@ -202,7 +215,7 @@ def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagSt
             "sources": [],
             "low_confidence": False,
         }
-        router = prompt("route") | d.chat.with_structured_output(RouteDecision)
+        router = await prompt(d, "route") | d.chat.with_structured_output(RouteDecision)
         try:
             decision = await router.ainvoke({"question": question}, {"tags": NO_STREAM})
             small_talk = decision.small_talk
@@ -210,7 +223,7 @@ def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagSt
             small_talk = False
         if not small_talk:
             return {**turn, "route": "retrieve", "messages": new_messages}
-        reply = await (prompt("respond") | d.chat).ainvoke({"question": question})
+        reply = await (await prompt(d, "respond") | d.chat).ainvoke({"question": question})
         return {
             **turn,
             "route": "respond",
@@ -219,7 +232,7 @@ def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagSt
         }
 
     async def retrieve(state: RagState) -> dict[str, Any]:
-        d = get()
+        d = await lazy.aget()
         found = await d.retriever.ainvoke(state["query"], k=d.top_k)
         docs = {doc["id"]: doc for doc in state.get("documents") or []}
         for hit in found:
@@ -239,10 +252,10 @@ def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagSt
         return {"documents": sorted(docs.values(), key=lambda doc: -doc["score"])}
 
     async def grade_documents(state: RagState) -> dict[str, Any]:
-        d = get()
+        d = await lazy.aget()
         docs = list(state.get("documents") or [])
         pending = [i for i, doc in enumerate(docs) if doc["relevant"] is None]
-        grader = (prompt("grade") | d.chat.with_structured_output(Grade)).with_config(
+        grader = (await prompt(d, "grade") | d.chat.with_structured_output(Grade)).with_config(
             tags=NO_STREAM
         )
         verdicts = await grader.abatch(
@@ -263,14 +276,14 @@ def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagSt
     def after_grading(state: RagState) -> Literal["generate_answer", "rewrite_question"]:
         if any(doc["relevant"] for doc in state.get("documents") or []):
             return "generate_answer"
-        if state.get("rewrites", 0) < get().max_rewrites:
+        if state.get("rewrites", 0) < lazy.get().max_rewrites:
             return "rewrite_question"
         return "generate_answer"
 
     async def rewrite_question(state: RagState) -> dict[str, Any]:
-        d = get()
+        d = await lazy.aget()
         # one line is all a query needs; every provider honours stop sequences
-        reply = await (prompt("rewrite") | d.chat.bind(stop=["\n"])).ainvoke(
+        reply = await (await prompt(d, "rewrite") | d.chat.bind(stop=["\n"])).ainvoke(
             {"question": state["question"]}, {"tags": NO_STREAM}
         )
         lines = [line.strip(" \"'`") for line in reply.text.strip().splitlines() if line.strip()]
@@ -278,13 +291,13 @@ def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagSt
         return {"query": query or state["question"], "rewrites": state.get("rewrites", 0) + 1}
 
     async def generate_answer(state: RagState) -> dict[str, Any]:
-        d = get()
+        d = await lazy.aget()
         docs = state.get("documents") or []
         chosen = [doc for doc in docs if doc["relevant"]][: d.top_k]
         low_confidence = not chosen
         if low_confidence:
             chosen = docs[: d.top_k]
-        reply = await (prompt("answer") | d.chat).ainvoke(
+        reply = await (await prompt(d, "answer") | d.chat).ainvoke(
             {"context": _context(chosen), "question": state["question"]}
         )
         return {
