@@ -47,7 +47,9 @@ from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ValidationError
 
+from graphops.builder import build_observed_graph
 from graphops.errors import InvalidInputError
+from graphops.ops import CachePolicy, GuardPolicy, Ops
 from graphops.prompts import PromptLibrary
 from graphops.settings import Settings
 from graphops.validation import validate_question
@@ -329,5 +331,7 @@ def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagSt
 plain: StateGraph[RagState] = build_agentic_rag(default_deps)
 """The reference graph, uncompiled, on the configured models (loaded on first use)."""
 
-graph: CompiledStateGraph[RagState, None, RagState, RagState] = plain.compile()
-"""What ``langgraph.json`` serves."""
+graph: CompiledStateGraph[Any, Any, Any, Any] = build_observed_graph(
+    plain, ops=Ops(guard=GuardPolicy(), cache=CachePolicy()), name="agentic_rag"
+)
+"""The same graph through graphops: what ``langgraph.json`` serves."""

@@ -9,6 +9,7 @@ keep their traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import anyio
 
 from graphops.errors import GraphopsError, InvalidInputError, UserError
+from graphops.observe.tree import build_tree, render_tree
 from graphops.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -52,8 +54,13 @@ def _read_question(raw: str) -> str:
 async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from langchain_core.messages import AIMessageChunk
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from graphops.observe import NodeTimer
+    from graphops.builder import build_observed_graph
+    from graphops.observe import Telemetry
+    from graphops.observe.tracing import exporter_named
+    from graphops.ops import CachePolicy, GuardPolicy, Ops
     from graphops.validation import validate_question
     from graphs.agentic_rag import RagDeps, build_agentic_rag
 
@@ -65,17 +72,28 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         close()
     thread = args.thread or uuid.uuid4().hex[:12]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    timer = NodeTimer()
-    config: Any = {
-        "configurable": {"thread_id": thread},
-        "callbacks": [timer],
-        "metadata": {"user": args.user} if args.user else {},
-    }
+    # the run's own spans, for the tree printed below, beside the configured exporters
+    spans = InMemorySpanExporter()
+    names = [
+        n.strip() for n in settings.traces_exporter.split(",") if n.strip() not in ("", "none")
+    ]
+    telemetry = Telemetry(exporters=[SimpleSpanProcessor(spans), *map(exporter_named, names)])
+    # embeddings fire no LangChain callbacks: wrapping them makes their calls spans too
+    observed_embeddings = telemetry.embeddings(deps.retriever.embeddings)  # type: ignore[attr-defined]
+    deps = dataclasses.replace(
+        deps, retriever=deps.retriever.model_copy(update={"embeddings": observed_embeddings})
+    )
+    config: Any = {"configurable": {"thread_id": thread, "user": args.user}}
     started = time.perf_counter()
     async with AsyncSqliteSaver.from_conn_string(
         str(settings.data_dir / "checkpoints.sqlite")
     ) as saver:
-        app = build_agentic_rag(deps).compile(checkpointer=saver)
+        app = build_observed_graph(
+            build_agentic_rag(deps),
+            ops=Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry),
+            checkpointer=saver,
+            name="agentic_rag",
+        )
         if args.stream:
             async for chunk, _meta in app.astream(
                 {"question": question}, config, stream_mode="messages"
@@ -86,6 +104,10 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
             state = dict((await app.aget_state(config)).values)
         else:
             state = dict(await app.ainvoke({"question": question}, config))
+    telemetry.shutdown()
+    trace_id = state.get("graphops", {}).get("run", {}).get("trace_id")
+    run_spans = [s for s in spans.get_finished_spans() if f"{s.context.trace_id:032x}" == trace_id]
+    roots = build_tree(run_spans)
     index = {doc["id"]: doc for doc in state.get("documents") or []}
     return {
         "answer": state.get("answer", ""),
@@ -100,12 +122,16 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
             for s in state.get("sources") or []
         ],
         "nodes": [
-            {"node": t.node, "seconds": round(t.seconds, 3), "tokens": t.tokens}
-            for t in timer.timings
+            {"node": n.span.name, "seconds": round(n.seconds, 3), "tokens": n.tokens}
+            for root in roots
+            for n in root.children
         ],
         "seconds": round(time.perf_counter() - started, 3),
-        "tokens": timer.total_tokens,
+        "tokens": sum(root.tokens for root in roots),
+        "cost_usd": sum(root.cost for root in roots),
         "thread_id": thread,
+        "trace_id": trace_id,
+        "trace": render_tree(roots),
     }
 
 
@@ -119,16 +145,15 @@ def _print_ask(result: dict[str, Any], streamed: bool) -> None:
             print(f"  [{i}] {source['id']}" + (f" ({where})" if where else ""))
     if result["low_confidence"]:
         print("  (no passage was judged relevant; answered from the closest ones)")
-    print("\nNodes:")
-    for node in result["nodes"]:
-        print(f"  {node['node']:<28}{node['seconds']:>8.2f} s{node['tokens']:>8} tokens")
-    print(f"  {'total':<28}{result['seconds']:>8.2f} s{result['tokens']:>8} tokens")
+    print(f"\nTrace {result['trace_id']}:")
+    print(result["trace"])
     print(f"\nthread {result['thread_id']} (continue with --thread {result['thread_id']})")
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
     result = anyio.run(_run_ask, args, settings)
     if args.json:
+        result.pop("trace")
         print(json.dumps(result, ensure_ascii=False))
     else:
         _print_ask(result, streamed=args.stream)

@@ -12,7 +12,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     http_connect_timeout: float = Field(10.0, gt=0)
     http_read_timeout: float = Field(30.0, gt=0)
     max_source_bytes: int = Field(5_000_000, ge=1)
+
+    # telemetry
+    traces_exporter: str = Field(
+        "none",
+        description="none | otlp | console (comma-separated); OTLP reads OTEL_EXPORTER_OTLP_*.",
+    )
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @field_validator("chat_model", "embeddings_model")
     @classmethod

@@ -39,10 +39,20 @@ def test_ask_prints_answer_sources_and_nodes(local_settings: Settings, docs_inde
     out = done.stdout
     assert "Sources:\n  [1] " in out
     assert "docs/" in out.split("Sources:")[1]
-    nodes = out.split("Nodes:")[1]
-    for node in ("generate_query_or_respond", "retrieve", "grade_documents", "generate_answer"):
-        assert node in nodes
-    assert "total" in nodes
+    tree = out.split("Trace ")[1]
+    assert tree.splitlines()[1].startswith("invoke_agent agentic_rag")
+    for node in (
+        "├─ guard",
+        "├─ generate_query_or_respond",
+        "├─ retrieve",
+        "│  └─ retrieval",
+        "├─ grade_documents",
+        "├─ generate_answer",
+        "└─ settle",
+    ):
+        assert node in tree
+    assert "chat SmolLM2-135M-Instruct.Q4_1" in tree
+    assert "embeddings all-MiniLM-L6-v2" in tree
     assert "Traceback" not in done.stderr
 
 
@@ -62,6 +72,13 @@ def test_ask_json_and_thread_continuation(local_settings: Settings, docs_index: 
     assert again["route"] == "retrieve"
     assert again["sources"]
     assert {"node", "seconds", "tokens"} <= set(again["nodes"][0])
+    assert [n["node"] for n in again["nodes"]][:3] == [
+        "guard",
+        "cache_lookup",
+        "generate_query_or_respond",
+    ]
+    assert again["tokens"] == sum(n["tokens"] for n in again["nodes"])
+    assert len(again["trace_id"]) == 32
 
 
 def test_ask_stream_prints_the_answer_as_it_comes(
@@ -69,9 +86,9 @@ def test_ask_stream_prints_the_answer_as_it_comes(
 ) -> None:
     done = graphops(local_settings, "ask", "--stream", "What does graphops ingest do?")
     assert done.returncode == 0, done.stderr
-    answer = done.stdout.split("\nSources:")[0].split("\nNodes:")[0]
+    answer = done.stdout.split("\nSources:")[0].split("\nTrace ")[0]
     assert answer.strip()
-    assert "Nodes:" in done.stdout
+    assert "\nTrace " in done.stdout
 
 
 @pytest.fixture

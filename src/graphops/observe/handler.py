@@ -1,0 +1,416 @@
+"""The one event source: a LangChain callback handler that turns runs into telemetry.
+
+Every LangGraph run already reports to LangChain callbacks: the graph run, one run
+per node execution, every chat model, retriever and tool call inside, and every
+conditional edge. This handler maps them to OpenTelemetry spans (GenAI semantic
+conventions), Prometheus metrics and JSON log lines from the same event, so the
+three always agree. It runs inline (``run_inline``) so a span opens in the context
+its children run in: code inside a node, and the embeddings wrapper, find the
+right parent through the ordinary OTel context.
+
+Nothing here blocks: spans go to batch processors, metrics are in-memory counters,
+and log lines are skipped unless the ``graphops`` logger is enabled for INFO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from graphops.observe import genai
+from graphops.observe import semconv as sc
+from graphops.observe.logs import logger
+
+if TYPE_CHECKING:
+    from graphops.observe.telemetry import Telemetry
+
+__all__ = ["STEP_NODES", "TelemetryHandler"]
+
+STEP_NODES = frozenset({"guard", "cache_lookup", "cache_store", "settle", "degrade"})
+"""Nodes graphops inserts: their spans are marked ``graphops.node.kind=step``."""
+
+
+@dataclass(slots=True)
+class _Root:
+    graph: str
+    user_class: str
+    attrs: dict[str, Any]
+    attempts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Open:
+    span: Span
+    token: contextvars.Token[Any] | object | None
+    kind: str
+    started: float
+    root: UUID
+    name: str
+    model: str = ""
+    provider: str = ""
+
+
+def _graph_bubble_up() -> type[BaseException]:
+    from langgraph.errors import GraphBubbleUp
+
+    return GraphBubbleUp
+
+
+class TelemetryHandler(BaseCallbackHandler):
+    """Spans, metrics and logs for every run that passes through LangChain callbacks."""
+
+    run_inline = True
+    raise_error = False  # a telemetry bug must never break a run
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+        self.tracer = telemetry.tracer
+        self.metrics = telemetry.metrics
+        self._open: dict[UUID, _Open] = {}
+        self._alias: dict[UUID, UUID] = {}  # nested run → the run whose span is its parent
+        self._route_by: dict[UUID, str] = {}  # conditional-edge runs → their function's name
+        self._roots: dict[UUID, _Root] = {}
+        self._bubble_up = _graph_bubble_up()
+
+    # ---------------------------------------------------------------- plumbing
+    def _parent(self, parent_run_id: UUID | None) -> _Open | None:
+        if parent_run_id is None:
+            return None
+        return self._open.get(self._alias.get(parent_run_id, parent_run_id))
+
+    def _start(
+        self,
+        run_id: UUID,
+        parent: _Open | None,
+        name: str,
+        kind: str,
+        attributes: dict[str, Any],
+        span_kind: SpanKind = SpanKind.INTERNAL,
+    ) -> _Open:
+        ctx = trace.set_span_in_context(parent.span) if parent is not None else None
+        span = self.tracer.start_span(name, context=ctx, kind=span_kind, attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        opened = _Open(
+            span, token, kind, time.perf_counter(), parent.root if parent else run_id, name
+        )
+        self._open[run_id] = opened
+        return opened
+
+    def _end(self, run_id: UUID, error: BaseException | None) -> _Open | None:
+        opened = self._open.pop(run_id, None)
+        if opened is None:
+            return None
+        token = opened.token
+        if isinstance(token, contextvars.Token):
+            # LangGraph may end a run in another context than it started it in; that
+            # context was a per-task copy and dies with the task, so nothing leaks
+            with contextlib.suppress(ValueError):
+                token.var.reset(token)
+        if error is not None and not isinstance(error, self._bubble_up):
+            opened.span.set_status(Status(StatusCode.ERROR, str(error)[:500]))
+            opened.span.set_attribute(sc.ERROR_TYPE, type(error).__qualname__)
+            opened.span.record_exception(error)
+        opened.span.end()
+        return opened
+
+    def _log(self, event: str, opened: _Open, **fields: Any) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        context = opened.span.get_span_context()
+        root = self._roots.get(opened.root)
+        attrs = root.attrs if root else {}
+        logger.info(
+            event,
+            extra={
+                "graphops": {
+                    "trace_id": f"{context.trace_id:032x}",
+                    "span_id": f"{context.span_id:016x}",
+                    "thread_id": attrs.get(sc.THREAD_ID),
+                    "user": attrs.get(sc.USER),
+                    "graph": root.graph if root else None,
+                    **fields,
+                }
+            },
+        )
+
+    @staticmethod
+    def _status(error: BaseException | None, bubble_up: type[BaseException]) -> str:
+        if error is None:
+            return "ok"
+        return "interrupted" if isinstance(error, bubble_up) else "error"
+
+    # ---------------------------------------------------------------- chains
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        name = kwargs.get("name") or "graph"
+        metadata = metadata or {}
+        parent = self._parent(parent_run_id)
+        if parent is None:
+            self._start_root(run_id, name, metadata)
+            return
+        node = metadata.get("langgraph_node")
+        if node is not None and name == node:
+            self._start_node(run_id, parent, node, metadata)
+            return
+        assert parent_run_id is not None  # a parent was found
+        self._alias[run_id] = self._alias.get(parent_run_id, parent_run_id)
+        if (
+            parent.kind == "node"
+            and tags
+            and any(t.startswith("seq:step:") and t != "seq:step:1" for t in tags)
+        ):
+            # a direct child of the node after its body (seq:step:2+) is a conditional edge
+            self._route_by[run_id] = name
+
+    def _start_root(self, run_id: UUID, name: str, metadata: dict[str, Any]) -> None:
+        attrs = genai.run_attributes(run_id, name, metadata)
+        self._roots[run_id] = _Root(name, self.telemetry.user_class(metadata), attrs)
+        opened = self._start(run_id, None, f"{sc.OP_AGENT} {name}", "root", attrs)
+        self._log("run_start", opened)
+
+    def _start_node(self, run_id: UUID, parent: _Open, node: str, metadata: dict[str, Any]) -> None:
+        root = self._roots.get(parent.root)
+        attrs: dict[str, Any] = {
+            sc.NODE: node,
+            sc.NODE_KIND: "step" if node in STEP_NODES else "node",
+            sc.STEP: metadata.get("langgraph_step", -1),
+        }
+        opened = self._start(run_id, parent, node, "node", attrs)
+        task = str(metadata.get("langgraph_checkpoint_ns", ""))
+        if root is not None and task:
+            attempt = root.attempts.get(task, 0) + 1
+            root.attempts[task] = attempt
+            if attempt > 1:
+                opened.span.add_event(sc.RETRY_EVENT, {sc.ATTEMPT: attempt})
+                opened.span.set_attribute(sc.ATTEMPT, attempt)
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._finish_chain(run_id, None, outputs)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._finish_chain(run_id, error, None)
+
+    def _finish_chain(self, run_id: UUID, error: BaseException | None, outputs: Any) -> None:
+        target = self._alias.pop(run_id, None)
+        if target is not None:
+            route_by = self._route_by.pop(run_id, None)
+            if route_by is not None and error is None:
+                self._route(target, route_by, outputs)
+            return
+        opened = self._end(run_id, error)
+        if opened is None:
+            return
+        status = self._status(error, self._bubble_up)
+        seconds = time.perf_counter() - opened.started
+        if opened.kind == "node":
+            root = self._roots.get(opened.root)
+            graph = root.graph if root else ""
+            self.metrics.node_duration.labels(graph, opened.name, status).observe(seconds)
+            self._log(
+                "node_end",
+                opened,
+                node=opened.name,
+                status=status,
+                latency_ms=round(seconds * 1000, 2),
+            )
+        elif opened.kind == "root":
+            root = self._roots.pop(run_id, None)
+            graph = root.graph if root else opened.name
+            self.metrics.runs.labels(graph, status).inc()
+            self.metrics.run_duration.labels(graph, status).observe(seconds)
+            self._log("run_end", opened, status=status, latency_ms=round(seconds * 1000, 2))
+
+    def _route(self, node_run: UUID, by: str, outputs: Any) -> None:
+        opened = self._open.get(node_run)
+        if opened is None or opened.kind != "node":
+            return
+        targets = genai.route_targets(outputs)
+        if targets is None:
+            return
+        opened.span.add_event(
+            sc.ROUTE_EVENT, {sc.ROUTE_FROM: opened.name, sc.ROUTE_TO: targets, sc.ROUTE_BY: by}
+        )
+        self._log("route", opened, node=opened.name, route=list(targets), by=by)
+
+    # ---------------------------------------------------------------- chat models
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any] | None,
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        invocation_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        parent = self._parent(parent_run_id)
+        provider, model, attrs = genai.chat_request(metadata or {}, invocation_params or {})
+        if self.telemetry.capture_content:
+            attrs[sc.INPUT_MESSAGES] = self.telemetry.redacted(genai.messages_json(messages))
+        opened = self._start(run_id, parent, f"{sc.OP_CHAT} {model}", "llm", attrs, SpanKind.CLIENT)
+        opened.model, opened.provider = model, provider
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        opened = self._open.get(run_id)
+        if opened is None or opened.kind != "llm":
+            return
+        usage, response_model, finish = genai.chat_response(response)
+        span = opened.span
+        if response_model:
+            span.set_attribute(sc.RESPONSE_MODEL, response_model)
+        if finish:
+            span.set_attribute(sc.RESPONSE_FINISH_REASONS, finish)
+        input_tokens, output_tokens = usage
+        span.set_attribute(sc.USAGE_INPUT_TOKENS, input_tokens)
+        span.set_attribute(sc.USAGE_OUTPUT_TOKENS, output_tokens)
+        cost = self.telemetry.prices.cost(
+            opened.provider, response_model or opened.model, input_tokens, output_tokens
+        )
+        if cost is not None:
+            span.set_attribute(sc.COST_USD, cost)
+        if self.telemetry.capture_content:
+            span.set_attribute(
+                sc.OUTPUT_MESSAGES, self.telemetry.redacted(genai.generations_json(response))
+            )
+        self._end(run_id, None)
+        self._record_llm(opened, "ok", None, input_tokens, output_tokens, cost)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        opened = self._end(run_id, error)
+        if opened is not None and opened.kind == "llm":
+            self._record_llm(opened, "error", type(error).__qualname__, 0, 0, None)
+
+    def _record_llm(
+        self,
+        opened: _Open,
+        status: str,
+        error_type: str | None,
+        input_tokens: int,
+        output_tokens: int,
+        cost: float | None,
+    ) -> None:
+        m = self.metrics
+        seconds = time.perf_counter() - opened.started
+        root = self._roots.get(opened.root)
+        user_class = root.user_class if root else "anonymous"
+        m.llm_calls.labels(opened.provider, opened.model, status).inc()
+        m.operation_duration.labels(
+            sc.OP_CHAT, opened.provider, opened.model, error_type or ""
+        ).observe(seconds)
+        if status == "ok":
+            for kind, count in (("input", input_tokens), ("output", output_tokens)):
+                m.token_usage.labels(sc.OP_CHAT, opened.provider, opened.model, kind).observe(count)
+                m.tokens.labels(opened.model, kind, user_class).inc(count)
+            if cost:
+                m.cost.labels(opened.model, user_class).inc(cost)
+        self._log(
+            "llm_call",
+            opened,
+            model=opened.model,
+            provider=opened.provider,
+            status=status,
+            latency_ms=round(seconds * 1000, 2),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+        )
+
+    # ---------------------------------------------------------------- retrievers and tools
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        source = str(kwargs.get("name") or (metadata or {}).get("ls_retriever_name") or "retriever")
+        attrs = genai.retrieval_request(source, metadata or {})
+        if self.telemetry.capture_content:
+            attrs[sc.RETRIEVAL_QUERY] = self.telemetry.redacted(query)
+        opened = self._start(
+            run_id,
+            self._parent(parent_run_id),
+            f"{sc.OP_RETRIEVAL} {source}",
+            "retrieval",
+            attrs,
+            SpanKind.CLIENT,
+        )
+        opened.model = source
+
+    def on_retriever_end(
+        self, documents: Sequence[Document], *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        opened = self._open.get(run_id)
+        if opened is None:
+            return
+        ids, scores = genai.document_ids_and_scores(documents)
+        opened.span.set_attribute(sc.RETRIEVAL_IDS, ids)
+        opened.span.set_attribute(sc.RETRIEVAL_SCORES, scores)
+        self._end(run_id, None)
+        seconds = time.perf_counter() - opened.started
+        self.metrics.retrieval_duration.labels(opened.model, "ok").observe(seconds)
+        self._log(
+            "retrieval",
+            opened,
+            source=opened.model,
+            documents=ids,
+            scores=scores,
+            latency_ms=round(seconds * 1000, 2),
+        )
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        opened = self._end(run_id, error)
+        if opened is not None:
+            seconds = time.perf_counter() - opened.started
+            self.metrics.retrieval_duration.labels(opened.model, "error").observe(seconds)
+
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        name = str(kwargs.get("name") or (serialized or {}).get("name") or "tool")
+        attrs = {sc.OPERATION: sc.OP_TOOL, sc.TOOL_NAME: name}
+        self._start(run_id, self._parent(parent_run_id), f"{sc.OP_TOOL} {name}", "tool", attrs)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, None)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, error)
+
+    # ---------------------------------------------------------------- lookups
+    def open_runs(self) -> int:
+        """How many runs are open (0 between runs: nothing leaks)."""
+        return len(self._open) + len(self._alias)

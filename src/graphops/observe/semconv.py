@@ -1,0 +1,71 @@
+"""Attribute and span names: OpenTelemetry GenAI conventions where they exist, ``graphops.*`` else.
+
+Kept in one place so spans, metrics and logs spell every name the same way.
+See https://opentelemetry.io/docs/specs/semconv/gen-ai/ for the ``gen_ai.*`` ones.
+"""
+
+from __future__ import annotations
+
+# GenAI semantic conventions
+OPERATION = "gen_ai.operation.name"
+PROVIDER = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+REQUEST_TOP_K = "gen_ai.request.top_k"
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+CONVERSATION_ID = "gen_ai.conversation.id"
+AGENT_NAME = "gen_ai.agent.name"
+TOOL_NAME = "gen_ai.tool.name"
+DATA_SOURCE_ID = "gen_ai.data_source.id"
+ERROR_TYPE = "error.type"
+
+OP_CHAT = "chat"
+OP_EMBEDDINGS = "embeddings"
+OP_RETRIEVAL = "retrieval"
+OP_TOOL = "execute_tool"
+OP_AGENT = "invoke_agent"
+
+# graphops attributes
+RUN_ID = "graphops.run_id"
+THREAD_ID = "graphops.thread_id"
+USER = "graphops.user"
+TENANT = "graphops.tenant"
+SESSION = "graphops.session"
+NODE = "graphops.node"
+NODE_KIND = "graphops.node.kind"  # "node" (user code) or "step" (inserted by graphops)
+STEP = "graphops.langgraph_step"
+COST_USD = "graphops.cost_usd"
+RETRIEVAL_QUERY = "graphops.retrieval.query"
+RETRIEVAL_IDS = "graphops.retrieval.document_ids"
+RETRIEVAL_SCORES = "graphops.retrieval.scores"
+ROUTE_EVENT = "graphops.route"
+ROUTE_FROM = "graphops.route.from"
+ROUTE_TO = "graphops.route.to"
+ROUTE_BY = "graphops.route.by"
+RETRY_EVENT = "graphops.retry"
+ATTEMPT = "graphops.attempt"
+GUARD_OUTCOME = "graphops.guard.outcome"
+CACHE_HIT = "graphops.cache.hit"
+BUDGET_LEFT = "graphops.budget.left_s"
+BREAKER_STATE = "graphops.breaker.state"
+PROMPT_VERSION = "graphops.prompt.version"
+VARIANT = "graphops.variant"
+DEGRADED = "graphops.degraded"
+
+# how LangChain's ls_provider values map to gen_ai.provider.name
+PROVIDERS = {
+    "openai": "openai",
+    "azure": "azure.ai.openai",
+    "google_genai": "gcp.gemini",
+    "google_vertexai": "gcp.vertex_ai",
+    "anthropic": "anthropic",
+    "ollama": "ollama",
+    "llama_cpp": "llama_cpp",
+    "scripted": "scripted",
+}

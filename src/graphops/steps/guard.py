@@ -1,0 +1,53 @@
+"""The guard step: the first thing a run meets.
+
+Today it validates nothing and always allows (its limits arrive with the guard
+issue), but it already owns the run's record in the ops channel (run id, trace
+id, who) and the routing contract: ``refused`` ends the run cleanly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.graph import END
+from langgraph.types import Overwrite
+from opentelemetry import trace
+
+from graphops.observe import semconv as sc
+from graphops.ops import GuardPolicy
+from graphops.steps._node import step_node
+from graphops.steps.state import OPS_KEY, ops_of
+
+__all__ = ["guard_node", "guard_route", "run_record"]
+
+
+def run_record(config: RunnableConfig) -> dict[str, Any]:
+    """Who runs, on which thread, under which trace: from the config and the current span."""
+    configurable = config.get("configurable") or {}
+    span_context = trace.get_current_span().get_span_context()
+    record: dict[str, Any] = {
+        key: configurable.get(key) for key in ("thread_id", "user", "tenant", "session", "ip")
+    }
+    record["trace_id"] = f"{span_context.trace_id:032x}" if span_context.is_valid else None
+    return record
+
+
+def guard_node(policy: GuardPolicy) -> Runnable[Any, Any]:
+    """A node that checks the run against ``policy`` and records the outcome."""
+
+    def guard(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        trace.get_current_span().set_attribute(sc.GUARD_OUTCOME, "allowed")
+        return {OPS_KEY: Overwrite({"run": run_record(config), "guard": {"outcome": "allowed"}})}
+
+    return step_node("guard", guard)
+
+
+def guard_route(next_node: str) -> Any:
+    """After the guard: END when refused, else ``next_node``."""
+
+    def after_guard(state: dict[str, Any]) -> str:
+        refused = ops_of(state).get("guard", {}).get("outcome") == "refused"
+        return END if refused else next_node
+
+    return after_guard
