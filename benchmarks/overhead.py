@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
+from langgraph.graph import END, START, StateGraph
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
 from graphops.builder import build_observed_graph
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
-from langgraph.graph import END, START, StateGraph
 
 
 class State(TypedDict, total=False):
@@ -74,7 +74,9 @@ def main() -> None:
     telemetry = Telemetry(exporters=[NullExporter()], metrics=Metrics(CollectorRegistry()))
     graphs = {
         "plain": five_nodes().compile(),
-        "observed, telemetry only": build_observed_graph(five_nodes(), ops=Ops(telemetry=telemetry)),
+        "observed, telemetry only": build_observed_graph(
+            five_nodes(), ops=Ops(telemetry=telemetry)
+        ),
         "observed, all steps": build_observed_graph(
             five_nodes(), ops=Ops.all_steps(telemetry=telemetry)
         ),

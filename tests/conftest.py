@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,36 @@ def index_dir(tmp_path: Path, corpus_dir: Path, embeddings: HashEmbeddings) -> P
 def retriever(index_dir: Path, embeddings: HashEmbeddings) -> CorpusRetriever:
     """A retriever over ``index_dir``."""
     return CorpusRetriever(index_dir=index_dir, embeddings=embeddings, k=3)
+
+
+@pytest.fixture
+def exporter() -> Any:
+    """Finished spans, in memory."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def telemetry(exporter: Any) -> Any:
+    """A telemetry pipeline exporting synchronously to ``exporter``, with private metrics."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from prometheus_client import CollectorRegistry
+
+    from graphops.observe import Metrics, Telemetry
+
+    pipeline = Telemetry(
+        exporters=[SimpleSpanProcessor(exporter)], metrics=Metrics(CollectorRegistry())
+    )
+    yield pipeline
+    pipeline.shutdown()
+
+
+def rag_replies(messages: list[Any]) -> str:
+    """A scripted model for the reference graph: retrieves, finds everything relevant."""
+    system = messages[0].text
+    if system.startswith("Is the message"):
+        return '{"small_talk": false}'
+    if system.startswith("Say whether"):
+        return '{"relevant": "yes"}'
+    return "Cached answers are keyed by tenant and corpus version [1]."

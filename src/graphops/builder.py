@@ -142,8 +142,6 @@ def _copy_user_graph(
     clash = set(STEP_NAMES) & set(user.nodes)
     if clash:
         raise UserError(f"node names {sorted(clash)} are reserved for graphops steps: rename them")
-    if OPS_KEY in user.channels:
-        raise UserError(f"the state key {OPS_KEY!r} is reserved for graphops: rename it")
     unknown = set(ops.nodes) - set(user.nodes)
     if unknown:
         raise UserError(
@@ -181,12 +179,15 @@ def build_observed_graph(
     builder is used), or a mapping of node name to callable with ``state_schema``
     and ``edges`` (a pipeline in mapping order when ``edges`` is omitted).
     ``checkpointer``, ``store`` and ``cache`` go to LangGraph's ``compile``.
-    Run metadata (user, tenant, session, ip) is read from
-    ``config["configurable"]``; the output carries the ``graphops`` channel
-    (run and trace ids, step outcomes).
+    Who runs (``user``, ``tenant``, ``session``, ``ip``) is read from
+    ``config["metadata"]``, where LangChain carries tracing metadata to every
+    callback; ``thread_id`` from ``config["configurable"]`` as usual. The output
+    carries the ``graphops`` channel (run record with the trace id, step outcomes).
     """
     ops = ops or Ops()
     user = _user_graph(graph_or_nodes, edges, state_schema)
+    if OPS_KEY in user.channels:
+        raise UserError(f"the state key {OPS_KEY!r} is reserved for graphops: rename it")
     state = _with_ops_key(user.state_schema, "GraphopsState")
     output = _with_ops_key(user.output_schema, "GraphopsOutput")
     new: StateGraph[Any] = StateGraph(
@@ -244,17 +245,46 @@ def build_observed_graph(
 
     if tail:
         first_tail = tail[0][0]
-        for node in user.nodes:
-            if not user.nodes[node].is_error_handler:
-                new.add_edge(node, first_tail)
+        for node in _may_end(user):
+            new.add_edge(node, first_tail)
         for (step, _), (following, _) in itertools.pairwise(tail):
             new.add_edge(step, following)
         new.add_edge(tail[-1][0], END)
 
-    compiled = new.compile(
-        checkpointer=checkpointer, store=store, cache=cache, name=name or "graph"
-    )
+    try:
+        compiled = new.compile(
+            checkpointer=checkpointer, store=store, cache=cache, name=name or "graph"
+        )
+    except ValueError as exc:  # LangGraph's own validation of the graph as given
+        raise UserError(str(exc)) from exc
     return _bind_telemetry(compiled, ops)
+
+
+def _may_end(user: StateGraph[Any]) -> list[str]:
+    """The nodes after which a run can end: where the deferred tail must be reached from.
+
+    Only these, because LangGraph runs a deferred node beside ``Send`` tasks: reached
+    from a node that always continues, the tail would run mid-run at a fan-out.
+    """
+    out: list[str] = []
+    for name, spec in user.nodes.items():
+        if spec.is_error_handler:
+            continue
+        targets = {b for a, b in user.edges if a == name}
+        branches = user.branches.get(name, {})
+        may_end = (
+            END in targets
+            or any(b.ends is None or END in b.ends.values() for b in branches.values())
+            or (spec.ends is not None and END in tuple(spec.ends))
+            or (not targets and not branches and not spec.ends and not _waits(user, name))
+        )
+        if may_end:
+            out.append(name)
+    return out
+
+
+def _waits(user: StateGraph[Any], node: str) -> bool:
+    return any(node in sources for sources, _ in user.waiting_edges)
 
 
 def _head_route(

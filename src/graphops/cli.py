@@ -83,7 +83,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     deps = dataclasses.replace(
         deps, retriever=deps.retriever.model_copy(update={"embeddings": observed_embeddings})
     )
-    config: Any = {"configurable": {"thread_id": thread, "user": args.user}}
+    config: Any = {"configurable": {"thread_id": thread}, "metadata": {"user": args.user}}
     started = time.perf_counter()
     async with AsyncSqliteSaver.from_conn_string(
         str(settings.data_dir / "checkpoints.sqlite")

@@ -15,6 +15,7 @@ from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
@@ -57,6 +58,12 @@ class ScriptedChatModel(BaseChatModel):
     def model_name(self) -> str:
         """The name reported in usage and spans."""
         return self.name_of_model
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "scripted"
+        params["ls_model_name"] = self.model_name
+        return params
 
     def _next_reply(self, messages: list[BaseMessage]) -> str:
         with self._lock:

@@ -27,9 +27,10 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
+from langchain_core.runnables import RunnableConfig
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from graphops.observe import genai
 from graphops.observe import semconv as sc
@@ -38,7 +39,9 @@ from graphops.observe.logs import logger
 if TYPE_CHECKING:
     from graphops.observe.telemetry import Telemetry
 
-__all__ = ["STEP_NODES", "TelemetryHandler"]
+__all__ = ["STEP_NODES", "TelemetryHandler", "node_span"]
+
+_ATTACHED = frozenset({"llm", "retrieval", "tool"})
 
 STEP_NODES = frozenset({"guard", "cache_lookup", "cache_store", "settle", "degrade"})
 """Nodes graphops inserts: their spans are marked ``graphops.node.kind=step``."""
@@ -103,7 +106,12 @@ class TelemetryHandler(BaseCallbackHandler):
     ) -> _Open:
         ctx = trace.set_span_in_context(parent.span) if parent is not None else None
         span = self.tracer.start_span(name, context=ctx, kind=span_kind, attributes=attributes)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        # LLM, retriever and tool runs start and end inside the node's own code, so
+        # their span can be current there (the embeddings wrapper nests under it).
+        # Graph and node runs are never attached: LangGraph starts them in the
+        # caller's context and ends them in a copy, so an attach would leak into the
+        # caller. Code in a node reaches its span with node_span(config).
+        token = otel_context.attach(trace.set_span_in_context(span)) if kind in _ATTACHED else None
         opened = _Open(
             span, token, kind, time.perf_counter(), parent.root if parent else run_id, name
         )
@@ -237,11 +245,11 @@ class TelemetryHandler(BaseCallbackHandler):
                 latency_ms=round(seconds * 1000, 2),
             )
         elif opened.kind == "root":
+            self._log("run_end", opened, status=status, latency_ms=round(seconds * 1000, 2))
             root = self._roots.pop(run_id, None)
             graph = root.graph if root else opened.name
             self.metrics.runs.labels(graph, status).inc()
             self.metrics.run_duration.labels(graph, status).observe(seconds)
-            self._log("run_end", opened, status=status, latency_ms=round(seconds * 1000, 2))
 
     def _route(self, node_run: UUID, by: str, outputs: Any) -> None:
         opened = self._open.get(node_run)
@@ -414,3 +422,19 @@ class TelemetryHandler(BaseCallbackHandler):
     def open_runs(self) -> int:
         """How many runs are open (0 between runs: nothing leaks)."""
         return len(self._open) + len(self._alias)
+
+
+def node_span(config: RunnableConfig) -> Span:
+    """The span of the node running with ``config``; a no-op span when telemetry is off.
+
+    Inside a node, ``config["callbacks"]`` is the node run's child manager: its
+    ``parent_run_id`` is the node's run, which the handler maps to its span.
+    """
+    callbacks = config.get("callbacks")
+    run_id = getattr(callbacks, "parent_run_id", None)
+    for handler in getattr(callbacks, "handlers", None) or ():
+        if isinstance(handler, TelemetryHandler) and run_id is not None:
+            opened = handler._open.get(run_id)
+            if opened is not None:
+                return opened.span
+    return INVALID_SPAN

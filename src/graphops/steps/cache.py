@@ -12,9 +12,9 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.types import Overwrite
-from opentelemetry import trace
 
 from graphops.observe import semconv as sc
+from graphops.observe.handler import node_span
 from graphops.ops import CachePolicy
 from graphops.steps._node import step_node
 from graphops.steps.guard import run_record
@@ -27,7 +27,7 @@ def cache_lookup_node(policy: CachePolicy, *, first: bool = False) -> Runnable[A
     """A node that looks the run's answer up; ``first`` when no guard runs before it."""
 
     def cache_lookup(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        trace.get_current_span().set_attribute(sc.CACHE_HIT, False)
+        node_span(config).set_attribute(sc.CACHE_HIT, False)
         outcome = {"hit": False}
         if first:
             return {OPS_KEY: Overwrite({"run": run_record(config), "cache": outcome})}

@@ -12,9 +12,9 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END
 from langgraph.types import Overwrite
-from opentelemetry import trace
 
 from graphops.observe import semconv as sc
+from graphops.observe.handler import node_span
 from graphops.ops import GuardPolicy
 from graphops.steps._node import step_node
 from graphops.steps.state import OPS_KEY, ops_of
@@ -25,9 +25,11 @@ __all__ = ["guard_node", "guard_route", "run_record"]
 def run_record(config: RunnableConfig) -> dict[str, Any]:
     """Who runs, on which thread, under which trace: from the config and the current span."""
     configurable = config.get("configurable") or {}
-    span_context = trace.get_current_span().get_span_context()
+    metadata = config.get("metadata") or {}
+    span_context = node_span(config).get_span_context()
     record: dict[str, Any] = {
-        key: configurable.get(key) for key in ("thread_id", "user", "tenant", "session", "ip")
+        key: metadata.get(key, configurable.get(key))
+        for key in ("thread_id", "user", "tenant", "session", "ip")
     }
     record["trace_id"] = f"{span_context.trace_id:032x}" if span_context.is_valid else None
     return record
@@ -37,7 +39,7 @@ def guard_node(policy: GuardPolicy) -> Runnable[Any, Any]:
     """A node that checks the run against ``policy`` and records the outcome."""
 
     def guard(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        trace.get_current_span().set_attribute(sc.GUARD_OUTCOME, "allowed")
+        node_span(config).set_attribute(sc.GUARD_OUTCOME, "allowed")
         return {OPS_KEY: Overwrite({"run": run_record(config), "guard": {"outcome": "allowed"}})}
 
     return step_node("guard", guard)
