@@ -8,6 +8,11 @@ exporter, metrics on a private registry, JSON logs off; no checkpointer), in
 alternating rounds so drift hits both alike, and prints medians and ratios.
 Configurations: telemetry only (no inserted node), and every step on (guard,
 cache_lookup, cache_store, settle; pass-through today).
+
+    .venv/bin/python benchmarks/overhead.py --reference [--questions N]
+
+runs the reference RAG graph on the local model instead, plain against observed
+(every step on, telemetry on), alternating question by question.
 """
 
 from __future__ import annotations
@@ -65,11 +70,52 @@ def median_ms(run: Callable[[], object], iterations: int) -> float:
     return statistics.median(samples) * 1000
 
 
+def reference(questions: int) -> None:
+    import asyncio
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from graphops.settings import load_settings
+    from graphs.agentic_rag import RagDeps, build_agentic_rag
+
+    settings = load_settings(data_dir=Path(tempfile.mkdtemp()), n_threads=2)
+    deps = RagDeps.from_settings(settings)
+    telemetry = Telemetry(exporters=[NullExporter()], metrics=Metrics(CollectorRegistry()))
+    plain = build_agentic_rag(deps).compile()
+    observed = build_observed_graph(build_agentic_rag(deps), ops=Ops.all_steps(telemetry=telemetry))
+    golden = Path(__file__).resolve().parents[1] / "evals" / "golden.jsonl"
+    items = [json.loads(line)["question"] for line in golden.read_text().splitlines()]
+    times: dict[str, list[float]] = {"plain": [], "observed": []}
+
+    async def run() -> None:
+        await plain.ainvoke({"question": "warm up"})
+        for question in items[:questions]:
+            for name, graph in (("plain", plain), ("observed", observed)):
+                started = time.perf_counter()
+                await graph.ainvoke({"question": question})
+                times[name].append(time.perf_counter() - started)
+
+    asyncio.run(run())
+    base = statistics.median(times["plain"])
+    print(f"reference graph, local model, {questions} questions, median s and ratio")
+    for name, samples in times.items():
+        value = statistics.median(samples)
+        print(f"{name:<10}{value:>8.2f} s{value / base:>8.3f}")
+    total = sum(times["observed"]) / sum(times["plain"])
+    print(f"sum observed / sum plain: {total:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--reference", action="store_true")
+    parser.add_argument("--questions", type=int, default=8)
     args = parser.parse_args()
+    if args.reference:
+        reference(args.questions)
+        return
 
     telemetry = Telemetry(exporters=[NullExporter()], metrics=Metrics(CollectorRegistry()))
     graphs = {

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from graphops.errors import GraphopsError, InvalidInputError, UserError
+from graphops.observe.logs import configure_logging
 from graphops.observe.tree import build_tree, render_tree
 from graphops.settings import Settings, load_settings
 
@@ -218,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         settings = load_settings()
+        configure_logging(settings.log_format, settings.log_level)
         code: int = args.handler(args, settings)
         return code
     except GraphopsError as exc:

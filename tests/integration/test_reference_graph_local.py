@@ -64,3 +64,37 @@ def test_retrieval_quality_on_the_golden_set(
     print(f"golden set: {len(GOLDEN)} questions, hit@3 {hit_at_3:.3f}, MRR {mrr:.3f}")
     assert hit_at_3 >= 0.85
     assert mrr >= 0.75
+
+
+async def test_observed_graph_spans_carry_the_models_token_counts(
+    local_settings: Settings, docs_index: Path
+) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from prometheus_client import CollectorRegistry
+
+    from graphops.builder import build_observed_graph
+    from graphops.observe import Metrics, Telemetry
+    from graphops.ops import Ops
+
+    exporter = InMemorySpanExporter()
+    telemetry = Telemetry(
+        exporters=[SimpleSpanProcessor(exporter)], metrics=Metrics(CollectorRegistry())
+    )
+    plain = build_agentic_rag(RagDeps.from_settings(local_settings))
+    app = build_observed_graph(plain, ops=Ops.all_steps(telemetry=telemetry), name="agentic_rag")
+    state = await app.ainvoke({"question": golden("q02")["question"]})
+    spans = exporter.get_finished_spans()
+    chats = [s for s in spans if s.name == "chat SmolLM2-135M-Instruct.Q4_1"]
+    assert chats
+    for span in chats:
+        assert span.attributes["gen_ai.provider.name"] == "llama_cpp"
+        assert span.attributes["gen_ai.request.temperature"] == 0.0
+        assert span.attributes["gen_ai.usage.input_tokens"] > 0
+    answer_node = next(s for s in spans if s.name == "generate_answer")
+    (answer_chat,) = [s for s in chats if s.parent.span_id == answer_node.context.span_id]
+    usage = state["messages"][-1].usage_metadata
+    assert answer_chat.attributes["gen_ai.usage.input_tokens"] == usage["input_tokens"]
+    assert answer_chat.attributes["gen_ai.usage.output_tokens"] == usage["output_tokens"]
+    assert len({s.context.trace_id for s in spans}) == 1
+    telemetry.shutdown()

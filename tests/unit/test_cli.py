@@ -96,3 +96,24 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("graphops 0.")
+
+
+def test_log_lines_go_to_stderr_as_json_when_asked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import logging
+
+    from graphops.observe.logs import logger
+
+    monkeypatch.setenv("GRAPHOPS_LOG_LEVEL", "INFO")
+    try:
+        run(capsys, "ask", "")  # configures logging, then fails validation
+        logger.info("probe", extra={"graphops": {"node": "n"}})
+        err = capsys.readouterr().err.strip().splitlines()
+        line = json.loads(err[-1])
+        assert line["event"] == "probe" and line["node"] == "n" and line["level"] == "info"
+        run(capsys, "ask", "")  # configuring twice keeps one handler
+        assert len([h for h in logger.handlers if isinstance(h, logging.StreamHandler)]) == 1
+    finally:
+        logger.setLevel(logging.WARNING)

@@ -46,12 +46,19 @@ class TextFormatter(logging.Formatter):
         return f"{record.levelname.lower():<5} {record.getMessage()} {pairs}".rstrip()
 
 
+_installed: list[logging.Handler] = []
+
+
 def configure_logging(
     format: Literal["json", "text"] = "json", level: int | str = logging.INFO
 ) -> logging.Handler:
-    """Send graphops events to stderr in ``format``; returns the handler it added."""
+    """Send graphops events to stderr in ``format``; calling it again replaces the handler."""
+    for old in _installed:
+        logger.removeHandler(old)
+    _installed.clear()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if format == "json" else TextFormatter())
     logger.addHandler(handler)
     logger.setLevel(level)
+    _installed.append(handler)
     return handler
