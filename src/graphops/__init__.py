@@ -1,11 +1,14 @@
 """graphops: LangGraph-native LLMOps middleware for RAG and agent graphs.
 
-The public API grows issue by issue; today it is the settings, the exception tree,
-the model factories and the test fakes. Nothing here loads a model or reads the
-environment at import time.
+The public API: :func:`build_observed_graph` and the policy objects it takes
+(:class:`Ops` and the step policies), the telemetry pipeline (:class:`Telemetry`),
+the settings and the exception tree. Nothing here loads a model, reads the
+environment or imports LangGraph at import time: the heavy names load on first use.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from graphops.errors import (
     ConfigurationError,
@@ -19,15 +22,47 @@ from graphops.errors import (
 )
 from graphops.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from graphops.builder import build_observed_graph
+    from graphops.observe.telemetry import Telemetry
+    from graphops.ops import Budget, CachePolicy, FailoverPolicy, GuardPolicy, NodeOps, Ops
+
+_LAZY = {
+    "build_observed_graph": "graphops.builder",
+    "Telemetry": "graphops.observe.telemetry",
+    **{
+        name: "graphops.ops"
+        for name in ("Budget", "CachePolicy", "FailoverPolicy", "GuardPolicy", "NodeOps", "Ops")
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'graphops' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
+    "Budget",
+    "CachePolicy",
     "ConfigurationError",
     "CorpusIndexError",
+    "FailoverPolicy",
     "GraphopsError",
+    "GuardPolicy",
     "IngestError",
     "InvalidInputError",
     "ModelError",
+    "NodeOps",
+    "Ops",
     "RunError",
     "Settings",
+    "Telemetry",
     "UserError",
+    "build_observed_graph",
     "load_settings",
 ]

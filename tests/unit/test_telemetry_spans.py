@@ -110,6 +110,7 @@ async def test_span_tree_of_the_reference_graph(
     (retrieval,) = children(spans, nodes[3])
     assert retrieval.name == "retrieval CorpusRetriever"
     assert retrieval.attributes["gen_ai.operation.name"] == "retrieval"
+    assert retrieval.attributes["gen_ai.request.top_k"] == 2
     assert list(retrieval.attributes["graphops.retrieval.document_ids"]) == [
         d["id"] for d in result["documents"]
     ]

@@ -19,7 +19,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.retrievers import BaseRetriever
+from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
 from pydantic import ConfigDict, PrivateAttr
 
 from graphops.corpus.index import CorpusIndex
@@ -51,6 +51,14 @@ class CorpusRetriever(BaseRetriever):
                 self._index = CorpusIndex.load(self.index_dir)
                 self._loaded_stamp = stamp
             return self._index
+
+    def _get_ls_params(self, **kwargs: Any) -> LangSmithRetrieverParams:
+        """What callbacks see of this retriever: its name, embedding model and ``k``."""
+        params = super()._get_ls_params(**kwargs)
+        params["ls_retriever_name"] = "corpus"
+        params["ls_embedding_model"] = str(getattr(self.embeddings, "model_name", ""))
+        params["ls_top_k"] = int(kwargs.get("k", self.k))  # type: ignore[typeddict-unknown-key]
+        return params
 
     @property
     def corpus_version(self) -> str:

@@ -9,6 +9,7 @@ lock that serialises its use.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import threading
 from dataclasses import dataclass, field
@@ -68,5 +69,17 @@ def load_llama(path: Path, **options: Any) -> LoadedModel:
                 llama = Llama(model_path=str(path), verbose=False, **options)
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"llama.cpp could not load {path}: {exc}") from exc
+            if not _models:
+                # llama.cpp's finalizers fail noisily once the interpreter is tearing
+                # modules down: close the models while everything is still there
+                atexit.register(_close_all)
             loaded = _models[key] = LoadedModel(llama)
         return loaded
+
+
+def _close_all() -> None:
+    with _models_lock:
+        for loaded in _models.values():
+            with loaded.lock:
+                loaded.llama.close()
+        _models.clear()
