@@ -59,6 +59,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from graphops.builder import build_observed_graph
+    from graphops.checkpoint import SqlSpanExporter, SqlSpanStore
     from graphops.observe import Telemetry
     from graphops.observe.tracing import exporter_named
     from graphops.ops import CachePolicy, GuardPolicy, Ops
@@ -73,12 +74,16 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         close()
     thread = args.thread or uuid.uuid4().hex[:12]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # the run's own spans, for the tree printed below, beside the configured exporters
+    # the run's own spans, for the tree printed below, beside the span store and the
+    # configured exporters
+    store = SqlSpanStore(prepare_database(settings))
     spans = InMemorySpanExporter()
     names = [
         n.strip() for n in settings.traces_exporter.split(",") if n.strip() not in ("", "none")
     ]
-    telemetry = Telemetry(exporters=[SimpleSpanProcessor(spans), *map(exporter_named, names)])
+    telemetry = Telemetry(
+        exporters=[SimpleSpanProcessor(spans), SqlSpanExporter(store), *map(exporter_named, names)]
+    )
     # embeddings fire no LangChain callbacks: wrapping them makes their calls spans too
     observed_embeddings = telemetry.embeddings(deps.retriever.embeddings)  # type: ignore[attr-defined]
     deps = dataclasses.replace(
@@ -86,9 +91,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     )
     config: Any = {"configurable": {"thread_id": thread}, "metadata": {"user": args.user}}
     started = time.perf_counter()
-    async with AsyncSqliteSaver.from_conn_string(
-        str(settings.data_dir / "checkpoints.sqlite")
-    ) as saver:
+    async with AsyncSqliteSaver.from_conn_string(_checkpoint_path(settings)) as saver:
         app = build_observed_graph(
             build_agentic_rag(deps),
             ops=Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry),
@@ -134,6 +137,27 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         "trace_id": trace_id,
         "trace": render_tree(roots),
     }
+
+
+def prepare_database(settings: Settings) -> str:
+    """The database URL, its schema checked: the embedded default is created on first use."""
+    from graphops.db import current, require_current, upgrade
+
+    url = settings.database
+    if settings.database_url is None and current(url) is None:
+        upgrade(url)  # a fresh embedded database: nothing to lose
+    require_current(url)
+    return url
+
+
+def _checkpoint_path(settings: Settings) -> str:
+    """Checkpoints beside the spans: the graphops SQLite file, else a file in data_dir."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database)
+    if url.get_backend_name() == "sqlite" and url.database:
+        return url.database
+    return str(settings.data_dir / "checkpoints.sqlite")
 
 
 def _print_ask(result: dict[str, Any], streamed: bool) -> None:
@@ -187,6 +211,47 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from graphops import db
+
+    url = settings.database
+    if args.action == "upgrade":
+        db.upgrade(url, args.revision or "head")
+    elif args.action == "downgrade":
+        db.downgrade(url, args.revision or "-1")
+    print(f"schema {db.current(url) or 'none'} (this graphops: {db.head()})")
+    return 0
+
+
+def _since(text: str) -> int:
+    """``30d``, ``12h``, ``45m`` → a time in ns since the epoch that long ago."""
+    units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise InvalidInputError(f"{text!r} is not a duration: use e.g. 30d, 12h, 45m")
+    return time.time_ns() - int(text[:-1]) * units[text[-1]] * 1_000_000_000
+
+
+def _runs(args: argparse.Namespace, settings: Settings) -> int:
+    from graphops.checkpoint import SqlSpanStore
+    from graphops.db import require_current
+
+    require_current(settings.database)
+    store = SqlSpanStore(settings.database)
+    since = _since(args.since) if args.since else None
+    rows = store.runs(user=args.user, since_ns=since, status=args.status, limit=args.limit)
+    print(
+        f"{'started (UTC)':<20}{'thread':<38}{'graph':<14}{'status':<8}{'seconds':>9}"
+        f"{'tokens':>8}{'cost $':>10}  user"
+    )
+    for run in rows:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.started_ns / 1e9))
+        print(
+            f"{started:<20}{run.thread_id or '-':<38}{run.graph:<14}{run.status:<8}"
+            f"{run.seconds:>9.2f}{run.tokens:>8}{run.cost_usd:>10.6f}  {run.user or '-'}"
+        )
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so usage errors share one error path."""
 
@@ -207,6 +272,18 @@ def _parser() -> argparse.ArgumentParser:
     output.add_argument("--stream", action="store_true", help="print the answer as it comes")
     output.add_argument("--json", action="store_true", help="print one JSON object")
     ask.set_defaults(handler=_ask)
+
+    database = commands.add_parser("db", help="graphops' database schema (migrations)")
+    database.add_argument("action", choices=["upgrade", "current", "downgrade"])
+    database.add_argument("revision", nargs="?", help="target revision (head, -1, 0001, base)")
+    database.set_defaults(handler=_db)
+
+    runs = commands.add_parser("runs", help="list stored runs, newest first")
+    runs.add_argument("--user", help="only this user's runs")
+    runs.add_argument("--since", help="only runs started within this long (30d, 12h, 45m)")
+    runs.add_argument("--status", choices=["ok", "error"], help="only runs that ended so")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.set_defaults(handler=_runs)
 
     ingest = commands.add_parser("ingest", help="build or update the index from files or URLs")
     ingest.add_argument("targets", nargs="+", metavar="PATH|URL")

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     # where state lives
     data_dir: Path = Field(Path(".graphops"), description="Index, caches and databases.")
     prompts_dir: Path = Field(Path("prompts"), description="Prompt template files.")
+    database_url: str | None = Field(
+        None,
+        description="Spans, checkpoints, registry: sqlite:///… (default under data_dir) "
+        "or postgresql://user@host/db.",
+    )
     corpus: Annotated[tuple[str, ...], NoDecode] = Field(
         ("docs",), description="Sources ingested automatically on the first question."
     )
@@ -102,6 +107,11 @@ class Settings(BaseSettings):
     def index_dir(self) -> Path:
         """Where the vector index of the corpus is kept."""
         return self.data_dir / "index"
+
+    @property
+    def database(self) -> str:
+        """The database URL in force: ``GRAPHOPS_DATABASE_URL``, else SQLite in ``data_dir``."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'graphops.sqlite'}"
 
     @property
     def model_cache_dir(self) -> Path:

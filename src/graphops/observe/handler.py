@@ -53,6 +53,8 @@ class _Root:
     user_class: str
     attrs: dict[str, Any]
     attempts: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0
+    cost: float = 0.0
 
 
 @dataclass(slots=True)
@@ -202,6 +204,12 @@ class TelemetryHandler(BaseCallbackHandler):
     def _start_node(self, run_id: UUID, parent: _Open, node: str, metadata: dict[str, Any]) -> None:
         root = self._roots.get(parent.root)
         attrs: dict[str, Any] = {
+            # the thread on every node span: a killed run's spans are still found by thread
+            **(
+                {sc.THREAD_ID: root.attrs[sc.THREAD_ID]}
+                if root and sc.THREAD_ID in root.attrs
+                else {}
+            ),
             sc.NODE: node,
             sc.NODE_KIND: "step" if node in STEP_NODES else "node",
             sc.STEP: metadata.get("langgraph_step", -1),
@@ -228,6 +236,11 @@ class TelemetryHandler(BaseCallbackHandler):
             if route_by is not None and error is None:
                 self._route(target, route_by, outputs)
             return
+        root_record = self._roots.get(run_id)
+        if root_record is not None and run_id in self._open:
+            span = self._open[run_id].span
+            span.set_attribute(sc.RUN_TOKENS, root_record.tokens)
+            span.set_attribute(sc.RUN_COST_USD, root_record.cost)
         opened = self._end(run_id, error)
         if opened is None:
             return
@@ -329,6 +342,9 @@ class TelemetryHandler(BaseCallbackHandler):
         m.operation_duration.labels(
             sc.OP_CHAT, opened.provider, opened.model, error_type or ""
         ).observe(seconds)
+        if root is not None:
+            root.tokens += input_tokens + output_tokens
+            root.cost += cost or 0.0
         if status == "ok":
             for kind, count in (("input", input_tokens), ("output", output_tokens)):
                 m.token_usage.labels(sc.OP_CHAT, opened.provider, opened.model, kind).observe(count)
