@@ -54,64 +54,71 @@ def _read_question(raw: str) -> str:
 
 async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from langchain_core.messages import AIMessageChunk
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from graphops.builder import build_observed_graph
-    from graphops.checkpoint import SqlSpanExporter, SqlSpanStore
+    from graphops.checkpoint.savers import open_checkpointer
     from graphops.observe import Telemetry
     from graphops.observe.tracing import exporter_named
     from graphops.ops import CachePolicy, GuardPolicy, Ops
     from graphops.validation import validate_question
     from graphs.agentic_rag import RagDeps, build_agentic_rag
 
-    question = validate_question(_read_question(args.question), settings.max_question_chars)
+    if args.resume:
+        if not args.thread or args.question is not None:
+            raise InvalidInputError("--resume continues a thread: give --thread ID and no question")
+        payload: dict[str, Any] | None = None
+    else:
+        if args.question is None:
+            raise InvalidInputError("ask needs a question (or --thread ID --resume)")
+        question = validate_question(_read_question(args.question), settings.max_question_chars)
+        payload = {"question": question}
+    url = prepare_database(settings)
     update, close = _progress("indexing " + ", ".join(settings.corpus) + " (first run)")
     try:
         deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings, update)
     finally:
         close()
     thread = args.thread or uuid.uuid4().hex[:12]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # the run's own spans, for the tree printed below, beside the span store and the
-    # configured exporters
-    store = SqlSpanStore(prepare_database(settings))
-    spans = InMemorySpanExporter()
-    names = [
-        n.strip() for n in settings.traces_exporter.split(",") if n.strip() not in ("", "none")
-    ]
-    telemetry = Telemetry(
-        exporters=[SimpleSpanProcessor(spans), SqlSpanExporter(store), *map(exporter_named, names)]
-    )
-    # embeddings fire no LangChain callbacks: wrapping them makes their calls spans too
-    observed_embeddings = telemetry.embeddings(deps.retriever.embeddings)  # type: ignore[attr-defined]
-    deps = dataclasses.replace(
-        deps, retriever=deps.retriever.model_copy(update={"embeddings": observed_embeddings})
-    )
     config: Any = {"configurable": {"thread_id": thread}, "metadata": {"user": args.user}}
     started = time.perf_counter()
-    async with AsyncSqliteSaver.from_conn_string(_checkpoint_path(settings)) as saver:
+    spans = InMemorySpanExporter()  # this run's spans, for the tree printed below
+    async with open_checkpointer(url) as saver:
+        names = [
+            n.strip() for n in settings.traces_exporter.split(",") if n.strip() not in ("", "none")
+        ]
+        telemetry = Telemetry(
+            exporters=[
+                SimpleSpanProcessor(spans),
+                saver.span_processor(),
+                *map(exporter_named, names),
+            ]
+        )
+        # embeddings fire no LangChain callbacks: wrapping them makes their calls spans too
+        embeddings = telemetry.embeddings(deps.retriever.embeddings)  # type: ignore[attr-defined]
+        deps = dataclasses.replace(
+            deps, retriever=deps.retriever.model_copy(update={"embeddings": embeddings})
+        )
         app = build_observed_graph(
             build_agentic_rag(deps),
             ops=Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry),
             checkpointer=saver,
             name="agentic_rag",
         )
+        if args.resume and not (await app.aget_state(config)).next:
+            raise InvalidInputError(f"thread {thread} has nothing to resume")
         if args.stream:
-            async for chunk, _meta in app.astream(
-                {"question": question}, config, stream_mode="messages"
-            ):
+            async for chunk, _meta in app.astream(payload, config, stream_mode="messages"):
                 if isinstance(chunk, AIMessageChunk) and chunk.text:
                     print(chunk.text, end="", flush=True)
             print()
             state = dict((await app.aget_state(config)).values)
         else:
-            state = dict(await app.ainvoke({"question": question}, config))
-    telemetry.shutdown()
-    trace_id = state.get("graphops", {}).get("run", {}).get("trace_id")
-    run_spans = [s for s in spans.get_finished_spans() if f"{s.context.trace_id:032x}" == trace_id]
-    roots = build_tree(run_spans)
+            state = dict(await app.ainvoke(payload, config))
+        telemetry.shutdown()
+    roots = build_tree(spans.get_finished_spans())
+    trace_id = f"{roots[0].span.context.trace_id:032x}" if roots else None
     index = {doc["id"]: doc for doc in state.get("documents") or []}
     return {
         "answer": state.get("answer", ""),
@@ -148,16 +155,6 @@ def prepare_database(settings: Settings) -> str:
         upgrade(url)  # a fresh embedded database: nothing to lose
     require_current(url)
     return url
-
-
-def _checkpoint_path(settings: Settings) -> str:
-    """Checkpoints beside the spans: the graphops SQLite file, else a file in data_dir."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.database)
-    if url.get_backend_name() == "sqlite" and url.database:
-        return url.database
-    return str(settings.data_dir / "checkpoints.sqlite")
 
 
 def _print_ask(result: dict[str, Any], streamed: bool) -> None:
@@ -265,9 +262,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     ask = commands.add_parser("ask", help="answer a question with the reference RAG graph")
-    ask.add_argument("question", help="the question, or - to read it from standard input")
+    ask.add_argument(
+        "question", nargs="?", help="the question, or - to read it from standard input"
+    )
     ask.add_argument("--thread", help="continue this conversation thread")
     ask.add_argument("--user", help="who is asking (recorded with the run)")
+    ask.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue --thread's interrupted run from its last checkpoint",
+    )
     output = ask.add_mutually_exclusive_group()
     output.add_argument("--stream", action="store_true", help="print the answer as it comes")
     output.add_argument("--json", action="store_true", help="print one JSON object")
