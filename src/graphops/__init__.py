@@ -24,11 +24,13 @@ from graphops.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from graphops.builder import build_observed_graph
+    from graphops.checkpoint.replay import replay
     from graphops.observe.telemetry import Telemetry
     from graphops.ops import Budget, CachePolicy, FailoverPolicy, GuardPolicy, NodeOps, Ops
 
 _LAZY = {
     "build_observed_graph": "graphops.builder",
+    "replay": "graphops.checkpoint.replay",
     "Telemetry": "graphops.observe.telemetry",
     **{
         name: "graphops.ops"
@@ -65,4 +67,5 @@ __all__ = [
     "UserError",
     "build_observed_graph",
     "load_settings",
+    "replay",
 ]

@@ -118,7 +118,8 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
             state = dict(await app.ainvoke(payload, config))
         telemetry.shutdown()
     roots = build_tree(spans.get_finished_spans())
-    trace_id = f"{roots[0].span.context.trace_id:032x}" if roots else None
+    finished = spans.get_finished_spans()
+    trace_id = f"{finished[0].context.trace_id:032x}" if finished else None
     index = {doc["id"]: doc for doc in state.get("documents") or []}
     return {
         "answer": state.get("answer", ""),
@@ -220,6 +221,24 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from graphops.checkpoint.replay import replay
+    from graphops.db import require_current
+
+    require_current(settings.database)
+    stored = replay(args.thread_id, settings.database)
+    print(stored.render())
+    if args.html:
+        try:
+            Path(args.html).write_text(stored.html(), encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write {args.html}: {exc.strerror or exc}") from None
+        print(f"\ntimeline written to {args.html}")
+    return 0
+
+
 def _since(text: str) -> int:
     """``30d``, ``12h``, ``45m`` → a time in ns since the epoch that long ago."""
     units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
@@ -233,6 +252,14 @@ def _runs(args: argparse.Namespace, settings: Settings) -> int:
     from graphops.db import require_current
 
     require_current(settings.database)
+    if args.action == "prune":
+        if not args.older_than:
+            raise InvalidInputError("runs prune needs --older-than (e.g. 30d)")
+        from graphops.checkpoint.savers import prune
+
+        threads, spans = anyio.run(prune, settings.database, _since(args.older_than))
+        print(f"deleted {threads} thread(s) with their checkpoints, {spans} span(s)")
+        return 0
     store = SqlSpanStore(settings.database)
     since = _since(args.since) if args.since else None
     rows = store.runs(user=args.user, since_ns=since, status=args.status, limit=args.limit)
@@ -282,12 +309,19 @@ def _parser() -> argparse.ArgumentParser:
     database.add_argument("revision", nargs="?", help="target revision (head, -1, 0001, base)")
     database.set_defaults(handler=_db)
 
-    runs = commands.add_parser("runs", help="list stored runs, newest first")
+    runs = commands.add_parser("runs", help="list stored runs, newest first, or prune old ones")
+    runs.add_argument("action", nargs="?", choices=["list", "prune"], default="list")
+    runs.add_argument("--older-than", help="with prune: delete runs older than this (30d)")
     runs.add_argument("--user", help="only this user's runs")
     runs.add_argument("--since", help="only runs started within this long (30d, 12h, 45m)")
     runs.add_argument("--status", choices=["ok", "error"], help="only runs that ended so")
     runs.add_argument("--limit", type=int, default=50)
     runs.set_defaults(handler=_runs)
+
+    replayed = commands.add_parser("replay", help="show a stored thread: spans and state")
+    replayed.add_argument("thread_id")
+    replayed.add_argument("--html", metavar="FILE", help="also write a timeline page")
+    replayed.set_defaults(handler=_replay)
 
     ingest = commands.add_parser("ingest", help="build or update the index from files or URLs")
     ingest.add_argument("targets", nargs="+", metavar="PATH|URL")

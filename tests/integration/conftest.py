@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from graphops.corpus.ensure import ensure_index
@@ -54,3 +58,26 @@ def docs_index(local_settings: Settings, local_embeddings: LocalMiniLMEmbeddings
     with contextlib.chdir(ROOT):
         ensure_index(local_settings, local_embeddings)
     return local_settings.index_dir
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local Postgres, dropped afterwards."""
+    name = f"graphops_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Postgres on 127.0.0.1:5432 ({exc})")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield url
+        from graphops.db import engine_for
+
+        engine_for(url).dispose()
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

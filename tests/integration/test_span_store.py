@@ -6,11 +6,8 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from langgraph.graph import END, START, StateGraph
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,30 +18,10 @@ from typing_extensions import TypedDict
 from graphops.builder import build_observed_graph
 from graphops.checkpoint import SqlSpanExporter, SqlSpanStore
 from graphops.checkpoint.span_store import span_row
-from graphops.db import current, downgrade, engine_for, head, require_current, upgrade
+from graphops.db import current, downgrade, head, require_current, upgrade
 from graphops.errors import ConfigurationError, RunError
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the local Postgres, dropped afterwards."""
-    name = f"graphops_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Postgres on 127.0.0.1:5432 ({exc})")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-        yield url
-        engine_for(url).dispose()
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

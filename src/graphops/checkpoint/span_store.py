@@ -159,26 +159,22 @@ class SqlSpanStore:
         out: list[RunRow] = []
         with self.engine.connect() as connection:
             for row in connection.execute(query).mappings():
-                attrs = _json(row["attributes"])
-                if user is not None and attrs.get(sc.USER) != user:
+                run = _run_row(row)
+                if user is not None and run.user != user:
                     continue
-                out.append(
-                    RunRow(
-                        trace_id=row["trace_id"],
-                        thread_id=row["thread_id"],
-                        run_id=row["run_id"],
-                        graph=str(attrs.get(sc.AGENT_NAME, row["name"])),
-                        user=attrs.get(sc.USER),
-                        started_ns=row["start_ns"],
-                        seconds=(row["end_ns"] - row["start_ns"]) / 1e9,
-                        status=row["status"],
-                        tokens=int(attrs.get(sc.RUN_TOKENS, 0)),
-                        cost_usd=float(attrs.get(sc.RUN_COST_USD, 0.0)),
-                    )
-                )
+                out.append(run)
                 if len(out) >= limit:
                     break
         return out
+
+    def run(self, trace_id: str) -> RunRow | None:
+        """The finished run with this trace id (None while unfinished or unknown)."""
+        query = select(spans_table).where(
+            and_(spans_table.c.trace_id == trace_id, spans_table.c.parent_span_id.is_(None))
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        return _run_row(row) if row is not None and row["run_id"] is not None else None
 
     def prune(self, before_ns: int) -> int:
         """Delete every span of runs that started before ``before_ns``; returns spans deleted."""
@@ -188,6 +184,22 @@ class SqlSpanStore:
         with self.engine.begin() as connection:
             result = connection.execute(delete(spans_table).where(spans_table.c.trace_id.in_(old)))
         return int(result.rowcount or 0)
+
+
+def _run_row(row: Any) -> RunRow:
+    attrs = _json(row["attributes"])
+    return RunRow(
+        trace_id=row["trace_id"],
+        thread_id=row["thread_id"],
+        run_id=row["run_id"],
+        graph=str(attrs.get(sc.AGENT_NAME, row["name"])),
+        user=attrs.get(sc.USER),
+        started_ns=row["start_ns"],
+        seconds=(row["end_ns"] - row["start_ns"]) / 1e9,
+        status=row["status"],
+        tokens=int(attrs.get(sc.RUN_TOKENS, 0)),
+        cost_usd=float(attrs.get(sc.RUN_COST_USD, 0.0)),
+    )
 
 
 def _json(value: Any) -> dict[str, Any]:

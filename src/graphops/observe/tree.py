@@ -14,21 +14,49 @@ this part of the run cost".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from graphops.observe import semconv as sc
 
-__all__ = ["SpanNode", "build_tree", "render_tree"]
+__all__ = ["SpanNode", "TreeSpan", "build_tree", "render_tree"]
+
+
+@dataclass(frozen=True)
+class TreeSpan:
+    """What the tree needs of a span, live (``ReadableSpan``) or stored (``SpanRow``)."""
+
+    span_id: str
+    parent_id: str | None
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: Mapping[str, Any]
+    error: bool
+
+    @classmethod
+    def of(cls, span: ReadableSpan) -> TreeSpan:
+        """A live span."""
+        assert span.context is not None
+        return cls(
+            span_id=f"{span.context.span_id:016x}",
+            parent_id=f"{span.parent.span_id:016x}" if span.parent else None,
+            name=span.name,
+            start_ns=span.start_time or 0,
+            end_ns=span.end_time or 0,
+            attributes=dict(span.attributes or {}),
+            error=span.status is not None and not span.status.is_ok,
+        )
 
 
 @dataclass
 class SpanNode:
     """A span with its children and the totals of its subtree."""
 
-    span: ReadableSpan
+    span: TreeSpan
     children: list[SpanNode] = field(default_factory=list)
     tokens: int = 0
     cost: float = 0.0
@@ -36,23 +64,23 @@ class SpanNode:
     @property
     def seconds(self) -> float:
         """Wall time of the span."""
-        start, end = self.span.start_time or 0, self.span.end_time or 0
-        return max(end - start, 0) / 1e9
+        return max(self.span.end_ns - self.span.start_ns, 0) / 1e9
 
 
-def build_tree(spans: Iterable[ReadableSpan]) -> list[SpanNode]:
+def build_tree(spans: Iterable[ReadableSpan | TreeSpan]) -> list[SpanNode]:
     """Roots of the span forest, children in start order, totals summed bottom-up."""
-    nodes = {s.context.span_id: SpanNode(s) for s in spans if s.context is not None}
+    items = [s if isinstance(s, TreeSpan) else TreeSpan.of(s) for s in spans]
+    nodes = {s.span_id: SpanNode(s) for s in items}
     roots: list[SpanNode] = []
-    for node in sorted(nodes.values(), key=lambda n: n.span.start_time or 0):
-        parent = node.span.parent
-        if parent is not None and parent.span_id in nodes:
-            nodes[parent.span_id].children.append(node)
+    for node in sorted(nodes.values(), key=lambda n: n.span.start_ns):
+        parent = node.span.parent_id
+        if parent is not None and parent in nodes:
+            nodes[parent].children.append(node)
         else:
             roots.append(node)
 
     def total(node: SpanNode) -> None:
-        attrs = node.span.attributes or {}
+        attrs = node.span.attributes
         values = [attrs.get(k) for k in (sc.USAGE_INPUT_TOKENS, sc.USAGE_OUTPUT_TOKENS)]
         node.tokens = sum(int(v) for v in values if isinstance(v, int))
         cost = attrs.get(sc.COST_USD)
@@ -76,9 +104,7 @@ def render_tree(roots: Sequence[SpanNode], width: int = 44) -> str:
     lines: list[str] = []
 
     def emit(node: SpanNode, prefix: str, connector: str, child_prefix: str) -> None:
-        status = node.span.status
-        failed = status is not None and not status.is_ok
-        label = f"{prefix}{connector}{node.span.name}" + (" [error]" if failed else "")
+        label = f"{prefix}{connector}{node.span.name}" + (" [error]" if node.span.error else "")
         line = f"{label:<{width}}{_duration(node.seconds):>10}"
         if node.tokens:
             line += f"{node.tokens:>8} tok"
