@@ -4,7 +4,12 @@
 
 Records N real spans (a root with node and LLM-like children, GenAI attributes and
 an event each) once, then writes them through SqlSpanExporter in batches of 512,
-the batch processor's export size, and prints spans/s per backend.
+the batch processor's export size, and prints spans/s per backend. Then:
+
+* a five-node no-op graph, plain with LangGraph's AsyncSqliteSaver against observed
+  (every step on) with the span-storing checkpointer feeding the span store, medians
+  of alternating runs, and the ratio;
+* the time to replay (load and render) a stored run of about 1,000 spans.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from graphops.checkpoint import SqlSpanExporter, SqlSpanStore
+from graphops.checkpoint.span_store import span_row
 from graphops.db import downgrade, upgrade
 
 
@@ -65,6 +71,84 @@ def measure(url: str, spans: list) -> float:
     return len(spans) / (time.perf_counter() - started)
 
 
+async def checkpointed_overhead(rounds: int = 5, runs: int = 200) -> dict[str, float]:
+    import statistics
+    from typing import TypedDict
+
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from langgraph.graph import END, START, StateGraph
+    from prometheus_client import CollectorRegistry
+
+    from graphops.builder import build_observed_graph
+    from graphops.checkpoint.savers import open_checkpointer
+    from graphops.observe import Metrics, Telemetry
+    from graphops.ops import Ops
+
+    class State(TypedDict, total=False):
+        x: int
+
+    def noop(state: State) -> State:
+        return {"x": state.get("x", 0) + 1}
+
+    def graph() -> StateGraph[State]:
+        builder: StateGraph[State] = StateGraph(State)
+        previous = START
+        for i in range(5):
+            builder.add_node(f"n{i}", noop)
+            builder.add_edge(previous, f"n{i}")
+            previous = f"n{i}"
+        builder.add_edge(previous, END)
+        return builder
+
+    folder = Path(tempfile.mkdtemp())
+    url = f"sqlite:///{folder / 'graphops.sqlite'}"
+    upgrade(url)
+    times: dict[str, list[float]] = {"plain": [], "telemetry only": [], "all steps": []}
+    async with (
+        AsyncSqliteSaver.from_conn_string(str(folder / "plain.sqlite")) as plain_saver,
+        open_checkpointer(url) as saver,
+    ):
+        telemetry = Telemetry(
+            exporters=[saver.span_processor()], metrics=Metrics(CollectorRegistry())
+        )
+        apps = {
+            "plain": graph().compile(checkpointer=plain_saver),
+            "telemetry only": build_observed_graph(
+                graph(), ops=Ops(telemetry=telemetry), checkpointer=saver
+            ),
+            "all steps": build_observed_graph(
+                graph(), ops=Ops.all_steps(telemetry=telemetry), checkpointer=saver
+            ),
+        }
+        for _ in range(rounds):
+            for name, app in apps.items():
+                samples = []
+                for i in range(runs):
+                    started = time.perf_counter()
+                    await app.ainvoke({"x": 0}, {"configurable": {"thread_id": f"{name}-{i}"}})
+                    samples.append(time.perf_counter() - started)
+                times[name].append(statistics.median(samples))
+        telemetry.shutdown()
+    return {name: statistics.median(samples) * 1000 for name, samples in times.items()}
+
+
+def replay_render_seconds(spans: list) -> tuple[int, float]:
+    from graphops.checkpoint import SqlSpanStore
+    from graphops.checkpoint.replay import replay
+
+    url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'replay.sqlite'}"
+    upgrade(url)
+    store = SqlSpanStore(url)
+    rows = [span_row(s) for s in spans[:1000]]
+    trace = rows[0]["trace_id"]
+    for row in rows:  # one run: the same trace and thread for every span
+        row["trace_id"], row["thread_id"] = trace, "big"
+    store.write(rows)
+    started = time.perf_counter()
+    text = replay("big", url, with_state=False).render()
+    return text.count("\n") + 1, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=20_000)
@@ -76,6 +160,14 @@ def main() -> None:
     print(f"sqlite    {measure(sqlite_url, spans):>10,.0f} spans/s")
     print(f"postgres  {measure(args.postgres, spans):>10,.0f} spans/s")
     downgrade(args.postgres, "base")
+    import asyncio
+
+    medians = asyncio.run(checkpointed_overhead())
+    print("5 no-op nodes, checkpointed (plain: AsyncSqliteSaver; observed: span-storing saver)")
+    for name, value in medians.items():
+        print(f"  {name:<16}{value:>8.2f} ms{value / medians['plain']:>7.2f}")
+    lines, seconds = replay_render_seconds(spans)
+    print(f"replay of a 1,000-span run: {lines} lines rendered in {seconds * 1000:.0f} ms")
 
 
 if __name__ == "__main__":
