@@ -93,7 +93,8 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
                 SimpleSpanProcessor(spans),
                 saver.span_processor(),
                 *map(exporter_named, names),
-            ]
+            ],
+            capture_content=settings.capture_content,
         )
         # embeddings fire no LangChain callbacks: wrapping them makes their calls spans too
         embeddings = telemetry.embeddings(deps.retriever.embeddings)  # type: ignore[attr-defined]
@@ -228,6 +229,10 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from graphops.db import require_current
 
     require_current(settings.database)
+    if args.rerun:
+        return anyio.run(_run_rerun, args, settings)
+    if args.recorded or args.from_ or args.set:
+        raise InvalidInputError("--from, --set and --recorded go with --rerun")
     stored = replay(args.thread_id, settings.database)
     print(stored.render())
     if args.html:
@@ -236,6 +241,55 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:
             raise InvalidInputError(f"cannot write {args.html}: {exc.strerror or exc}") from None
         print(f"\ntimeline written to {args.html}")
+    return 0
+
+
+async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from graphops.builder import build_observed_graph
+    from graphops.checkpoint.replay import areplay
+    from graphops.checkpoint.rerun import arerun, choose_fork, original_of, parse_updates
+    from graphops.checkpoint.savers import open_checkpointer
+    from graphops.models.recorded import RecordedChatModel
+    from graphops.observe import Telemetry
+    from graphops.ops import CachePolicy, GuardPolicy, Ops
+    from graphs.agentic_rag import RagDeps, build_agentic_rag
+
+    url, thread = settings.database, args.thread_id
+    updates = parse_updates(args.set or [])
+    original = original_of((await areplay(thread, url, with_state=False)).runs)
+    deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings)
+    spans = InMemorySpanExporter()
+    async with open_checkpointer(url) as saver:
+        telemetry = Telemetry(
+            exporters=[SimpleSpanProcessor(spans), saver.span_processor()],
+            capture_content=settings.capture_content,
+        )
+
+        def app_on(rag: RagDeps) -> Any:
+            ops = Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry)
+            return build_observed_graph(
+                build_agentic_rag(rag), ops=ops, checkpointer=saver, name="agentic_rag"
+            )
+
+        fork = await choose_fork(app_on(deps), thread, args.from_)
+        if args.recorded:
+            chat = RecordedChatModel.from_spans(original.spans, after_step=fork.step)
+            deps = dataclasses.replace(deps, chat=chat)
+        result = await arerun(app_on(deps), thread, original, start=args.from_, updates=updates)
+        telemetry.shutdown()
+    roots = build_tree(spans.get_finished_spans())
+    result = dataclasses.replace(result, nodes=[n.span.name for r in roots for n in r.children])
+    how = " with recorded LLM outputs" if args.recorded else ""
+    print(
+        f"re-run of trace {original.trace_id} from checkpoint {fork.checkpoint_id} "
+        f"(next: {', '.join(fork.next) or '-'}){how}"
+    )
+    print(render_tree(roots))
+    print()
+    print(result.diff())
     return 0
 
 
@@ -321,6 +375,23 @@ def _parser() -> argparse.ArgumentParser:
     replayed = commands.add_parser("replay", help="show a stored thread: spans and state")
     replayed.add_argument("thread_id")
     replayed.add_argument("--html", metavar="FILE", help="also write a timeline page")
+    replayed.add_argument(
+        "--rerun", action="store_true", help="run the thread again from a checkpoint (a fork)"
+    )
+    replayed.add_argument(
+        "--from",
+        dest="from_",
+        metavar="NODE|CHECKPOINT",
+        help="with --rerun: fork before this node, or at this checkpoint id",
+    )
+    replayed.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="with --rerun: change state first"
+    )
+    replayed.add_argument(
+        "--recorded",
+        action="store_true",
+        help="with --rerun: serve LLM calls from the original run's recorded outputs",
+    )
     replayed.set_defaults(handler=_replay)
 
     ingest = commands.add_parser("ingest", help="build or update the index from files or URLs")

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         "none",
         description="none | otlp | console (comma-separated); OTLP reads OTEL_EXPORTER_OTLP_*.",
     )
+    capture_content: bool = Field(
+        False, description="Record prompts and responses on spans (needed by replay --recorded)."
+    )
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 

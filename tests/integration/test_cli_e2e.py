@@ -127,3 +127,44 @@ def test_ingest_url_and_timeout(tmp_path: Path, local_settings: Settings, http_s
     assert slow.stderr == f"graphops: error: {http_server}/slow.md: no response within 0.5 s\n"
     # the failed ingest left the index as it was
     assert json.loads((tmp_path / "data" / "index" / "manifest.json").read_text()) == manifest
+
+
+def test_replay_and_a_recorded_rerun(
+    tmp_path: Path, local_settings: Settings, docs_index: Path
+) -> None:
+    env = {
+        "GRAPHOPS_DATABASE_URL": f"sqlite:///{tmp_path / 'g.sqlite'}",
+        "GRAPHOPS_CAPTURE_CONTENT": "true",
+    }
+    refused = graphops(local_settings, "replay", "cli-replay", **env)
+    assert refused.returncode == 2 and "graphops db upgrade" in refused.stderr
+    assert graphops(local_settings, "db", "upgrade", **env).returncode == 0
+    asked = graphops(
+        local_settings,
+        "ask",
+        "--json",
+        "--thread",
+        "cli-replay",
+        "How are chunk ids formed?",
+        **env,
+    )
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)["answer"]
+
+    shown = graphops(
+        local_settings, "replay", "cli-replay", "--html", str(tmp_path / "r.html"), **env
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("thread cli-replay: 1 run(s)")
+    assert "├─ generate_answer" in shown.stdout
+    assert "state after each step:" in shown.stdout
+    assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+
+    rerun = graphops(local_settings, "replay", "cli-replay", "--rerun", "--recorded", **env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "with recorded LLM outputs" in rerun.stdout
+    assert "answer: same" in rerun.stdout
+    assert "chat recorded:SmolLM2-135M-Instruct.Q4_1" in rerun.stdout
+    assert answer.strip()
+    missing = graphops(local_settings, "replay", "nobody", **env)
+    assert missing.returncode == 2 and "no stored run for thread 'nobody'" in missing.stderr

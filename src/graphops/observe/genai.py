@@ -30,7 +30,13 @@ __all__ = [
     "run_attributes",
 ]
 
-_RUN_KEYS = {"thread_id": sc.THREAD_ID, "user": sc.USER, "tenant": sc.TENANT, "session": sc.SESSION}
+_RUN_KEYS = {
+    "thread_id": sc.THREAD_ID,
+    "user": sc.USER,
+    "tenant": sc.TENANT,
+    "session": sc.SESSION,
+    "replay_of": sc.REPLAY_OF,
+}
 
 
 def run_attributes(run_id: UUID, graph: str, metadata: dict[str, Any]) -> dict[str, Any]:

@@ -196,6 +196,16 @@ class TelemetryHandler(BaseCallbackHandler):
             self._route_by[run_id] = name
 
     def _start_root(self, run_id: UUID, name: str, metadata: dict[str, Any]) -> None:
+        if name.endswith("UpdateState"):  # graph.update_state(): a state edit, not a run
+            graph = name.removesuffix("UpdateState")
+            attrs = {
+                k: v
+                for k, v in genai.run_attributes(run_id, graph, metadata).items()
+                if k != sc.RUN_ID
+            }
+            self._roots[run_id] = _Root(graph, self.telemetry.user_class(metadata), attrs)
+            self._start(run_id, None, f"update_state {graph}", "update", attrs)
+            return
         attrs = genai.run_attributes(run_id, name, metadata)
         self._roots[run_id] = _Root(name, self.telemetry.user_class(metadata), attrs)
         opened = self._start(run_id, None, f"{sc.OP_AGENT} {name}", "root", attrs)
@@ -257,6 +267,8 @@ class TelemetryHandler(BaseCallbackHandler):
                 status=status,
                 latency_ms=round(seconds * 1000, 2),
             )
+        elif opened.kind == "update":
+            self._roots.pop(run_id, None)
         elif opened.kind == "root":
             self._log("run_end", opened, status=status, latency_ms=round(seconds * 1000, 2))
             root = self._roots.pop(run_id, None)

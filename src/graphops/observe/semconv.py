@@ -37,6 +37,7 @@ THREAD_ID = "graphops.thread_id"
 USER = "graphops.user"
 TENANT = "graphops.tenant"
 SESSION = "graphops.session"
+REPLAY_OF = "graphops.replay_of"  # a re-run's root: the trace id of the run it replays
 NODE = "graphops.node"
 NODE_KIND = "graphops.node.kind"  # "node" (user code) or "step" (inserted by graphops)
 STEP = "graphops.langgraph_step"

@@ -1,0 +1,172 @@
+"""Re-running a stored thread from a checkpoint: LangGraph time travel, recorded as a new run.
+
+:func:`arerun` forks the thread at a checkpoint (before a node, or by id, or the
+start of its latest run), optionally changes state there (``aupdate_state``), and
+runs on from the fork with ``ainvoke(None, …)``. The new run's root span carries
+``graphops.replay_of`` with the original run's trace id. :class:`Rerun` compares
+the two runs' outcomes and node sequences.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.errors import InvalidUpdateError
+
+from graphops.checkpoint.replay import ReplayRun
+from graphops.errors import InvalidInputError
+from graphops.observe import semconv as sc
+
+__all__ = ["Fork", "Rerun", "arerun", "choose_fork", "original_of", "parse_updates"]
+
+
+@dataclass(frozen=True)
+class Fork:
+    """Where a re-run starts: a checkpoint, the step it closed, and what runs next."""
+
+    config: dict[str, Any]
+    checkpoint_id: str
+    step: int
+    next: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """A re-run and the run it repeats, side by side."""
+
+    fork: Fork
+    original_trace_id: str
+    original_state: dict[str, Any]
+    state: dict[str, Any]
+    original_nodes: list[str]
+    nodes: list[str]
+
+    def diff(self, keys: tuple[str, ...] = ("answer", "sources")) -> str:
+        """What changed: the chosen state keys, then the node sequence."""
+        lines = []
+        for key in keys:
+            old, new = self.original_state.get(key), self.state.get(key)
+            if old == new:
+                lines.append(f"{key}: same")
+                continue
+            lines.append(f"{key}: changed")
+            old_text = json.dumps(old, indent=1, default=str).splitlines()
+            new_text = json.dumps(new, indent=1, default=str).splitlines()
+            lines += [
+                f"  {line}"
+                for line in difflib.unified_diff(
+                    old_text, new_text, "original", "re-run", lineterm="", n=1
+                )
+            ]
+        same = self.original_nodes[-len(self.nodes) :] == self.nodes if self.nodes else False
+        lines.append("nodes: " + ("same as the original from the fork" if same else "changed"))
+        if not same:
+            lines += [
+                f"  original: {' → '.join(self.original_nodes)}",
+                f"  re-run:   {' → '.join(self.nodes)}",
+            ]
+        return "\n".join(lines)
+
+
+def parse_updates(pairs: list[str]) -> dict[str, Any]:
+    """``["k=v", …]``: values are JSON when they parse as JSON, else plain strings."""
+    updates: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--set takes key=value, not {pair!r}")
+        try:
+            updates[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            updates[key.strip()] = raw
+    return updates
+
+
+async def choose_fork(app: Any, thread_id: str, start: str | None) -> Fork:
+    """The fork: before node ``start``, at checkpoint id ``start``, or the latest run's start."""
+    history = [s async for s in app.aget_state_history({"configurable": {"thread_id": thread_id}})]
+    if not history:
+        raise InvalidInputError(f"thread {thread_id!r} has no checkpoints to re-run from")
+
+    def fork(snapshot: Any) -> Fork:
+        configurable = snapshot.config["configurable"]
+        return Fork(
+            snapshot.config,
+            configurable["checkpoint_id"],
+            int(snapshot.metadata.get("step", -1)),
+            tuple(snapshot.next),
+        )
+
+    if start is None:  # the newest input checkpoint: the latest run, from its start
+        found = next((s for s in history if s.metadata.get("source") == "input"), history[-1])
+        return fork(found)
+    for snapshot in history:  # newest first: the latest time ``start`` was about to run
+        if start in snapshot.next or snapshot.config["configurable"]["checkpoint_id"] == start:
+            return fork(snapshot)
+    nodes = sorted({n for s in history for n in s.next})
+    raise InvalidInputError(
+        f"--from {start!r} is neither a node about to run in this thread ({', '.join(nodes)}) "
+        "nor one of its checkpoint ids"
+    )
+
+
+def original_of(runs: list[ReplayRun]) -> ReplayRun:
+    """The run a re-run repeats: the thread's latest run that is not itself a re-run."""
+    plain = [
+        r
+        for r in runs
+        if any(sc.NODE in s.attributes for s in r.spans)
+        and not any(sc.REPLAY_OF in s.attributes for s in r.spans)
+    ]
+    return (plain or runs)[-1]
+
+
+async def _final_state(app: Any, thread_id: str, original: ReplayRun) -> dict[str, Any]:
+    """The state the original run ended with: its last step's checkpoint, written before it ended.
+
+    Forks reuse step numbers, so the step alone is ambiguous; the checkpoint's time
+    decides (a re-run's checkpoints are all written after the original ended).
+    """
+    steps = [int(s.attributes.get(sc.STEP, -1)) for s in original.spans if sc.NODE in s.attributes]
+    ended = datetime.fromtimestamp(max(s.end_ns for s in original.spans) / 1e9, UTC)
+    async for snapshot in app.aget_state_history({"configurable": {"thread_id": thread_id}}):
+        created = datetime.fromisoformat(snapshot.created_at) if snapshot.created_at else None
+        if (
+            steps
+            and snapshot.metadata.get("step") == max(steps)
+            and created is not None
+            and created <= ended
+        ):
+            return dict(snapshot.values)
+    return {}
+
+
+async def arerun(
+    app: Any,
+    thread_id: str,
+    original: ReplayRun,
+    *,
+    start: str | None = None,
+    updates: Mapping[str, Any] | None = None,
+) -> Rerun:
+    """Fork ``thread_id`` and run ``app`` on from the fork; ``app`` must use the thread's saver."""
+    fork = await choose_fork(app, thread_id, start)
+    original_state = await _final_state(app, thread_id, original)
+    original_nodes = [
+        s.name
+        for s in sorted(original.spans, key=lambda s: s.start_ns)
+        if sc.NODE in s.attributes and int(s.attributes.get(sc.STEP, -1)) > fork.step
+    ]
+    config: dict[str, Any] = dict(fork.config)
+    if updates:
+        try:
+            config = await app.aupdate_state(config, dict(updates))
+        except (InvalidUpdateError, KeyError, ValueError) as exc:
+            raise InvalidInputError(f"--set cannot apply {sorted(updates)}: {exc}") from None
+    state = await app.ainvoke(None, {**config, "metadata": {"replay_of": original.trace_id}})
+    return Rerun(fork, original.trace_id, original_state, dict(state), original_nodes, [])

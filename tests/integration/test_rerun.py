@@ -1,0 +1,158 @@
+"""Re-running a stored thread: forks, state changes, recorded LLM outputs, the diff."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import BaseMessage
+from langgraph.graph import END, START, StateGraph
+from prometheus_client import CollectorRegistry
+from typing_extensions import TypedDict
+
+from graphops.builder import build_observed_graph
+from graphops.checkpoint.replay import areplay
+from graphops.checkpoint.rerun import arerun, choose_fork, original_of, parse_updates
+from graphops.checkpoint.savers import open_checkpointer
+from graphops.db import downgrade, upgrade
+from graphops.errors import InvalidInputError, RunError
+from graphops.models import ScriptedChatModel
+from graphops.models.recorded import RecordedChatModel
+from graphops.observe import Metrics, Telemetry
+from graphops.ops import Ops
+
+pytestmark = pytest.mark.anyio
+
+
+class QA(TypedDict, total=False):
+    question: str
+    draft: str
+    answer: str
+
+
+def echo(messages: list[BaseMessage]) -> str:
+    return f"echo {messages[-1].text}"
+
+
+def qa_graph(chat: Any) -> StateGraph[QA]:
+    async def write(state: QA) -> QA:
+        return {"draft": (await chat.ainvoke(state["question"])).text}
+
+    async def polish(state: QA) -> QA:
+        return {"answer": (await chat.ainvoke("polish: " + state["draft"])).text}
+
+    graph = StateGraph(QA)
+    graph.add_node("write", write)
+    graph.add_node("polish", polish)
+    graph.add_edge(START, "write")
+    graph.add_edge("write", "polish")
+    graph.add_edge("polish", END)
+    return graph
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'graphops.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        downgrade(url, "base")
+    upgrade(url)
+    return url
+
+
+async def run(
+    url: str, thread: str, chat: Any, *, capture: bool = True, rerun: dict[str, Any] | None = None
+) -> Any:
+    async with open_checkpointer(url) as saver:
+        telemetry = Telemetry(
+            exporters=[saver.span_processor()],
+            metrics=Metrics(CollectorRegistry()),
+            capture_content=capture,
+        )
+        app = build_observed_graph(
+            qa_graph(chat), ops=Ops.all_steps(telemetry=telemetry), checkpointer=saver, name="qa"
+        )
+        try:
+            if rerun is None:
+                return await app.ainvoke(
+                    {"question": "why?"}, {"configurable": {"thread_id": thread}}
+                )
+            original = original_of((await areplay(thread, url, with_state=False)).runs)
+            return await arerun(app, thread, original, **rerun)
+        finally:
+            telemetry.shutdown()
+
+
+async def nodes_of_latest_run(url: str, thread: str) -> list[str]:
+    latest = (await areplay(thread, url, with_state=False)).runs[-1]
+    return [s.name for s in latest.spans if "graphops.node" in s.attributes]
+
+
+async def test_a_recorded_rerun_repeats_the_run_without_the_model(database: str) -> None:
+    first = await run(database, "qa-1", ScriptedChatModel(respond=echo))
+    assert first["answer"] == "echo polish: echo why?"
+    stored = (await areplay("qa-1", database, with_state=False)).runs[0]
+    recorded = RecordedChatModel.from_spans(stored.spans)
+    assert recorded.outputs == {"write": ["echo why?"], "polish": ["echo polish: echo why?"]}
+    result = await run(database, "qa-1", recorded, rerun={})
+    assert result.state["answer"] == first["answer"]
+    assert result.original_state["answer"] == first["answer"]
+    assert result.fork.next == ("__start__",)
+    latest = (await areplay("qa-1", database, with_state=False)).runs[-1]
+    assert latest.trace_id != stored.trace_id
+    root = next(s for s in latest.spans if s.parent_span_id is None)
+    assert root.attributes["graphops.replay_of"] == stored.trace_id
+    providers = {
+        s.attributes.get("gen_ai.provider.name") for s in latest.spans if s.name.startswith("chat")
+    }
+    assert providers == {"recorded"}
+    diff = dataclasses.replace(result, nodes=await nodes_of_latest_run(database, "qa-1")).diff()
+    assert diff.splitlines()[0] == "answer: same"
+    assert "nodes: same as the original from the fork" in diff
+
+
+async def test_a_rerun_from_a_node_with_changed_state(database: str) -> None:
+    await run(database, "qa-2", ScriptedChatModel(respond=echo))
+    result = await run(
+        database,
+        "qa-2",
+        ScriptedChatModel(respond=echo),
+        rerun={"start": "polish", "updates": parse_updates(["draft=changed"])},
+    )
+    assert result.fork.next == ("polish",)
+    assert result.state["answer"] == "echo polish: changed"
+    nodes = await nodes_of_latest_run(database, "qa-2")
+    assert nodes == ["polish", "cache_store", "settle"]
+    diff = dataclasses.replace(result, nodes=nodes).diff(keys=("answer",))
+    assert diff.startswith("answer: changed")
+    assert '+"echo polish: changed"' in diff
+    assert "nodes: same as the original from the fork" in diff
+
+
+async def test_rerun_misuse_and_missing_recordings(database: str) -> None:
+    await run(database, "qa-3", ScriptedChatModel(respond=echo), capture=False)
+    stored = (await areplay("qa-3", database, with_state=False)).runs[0]
+    with pytest.raises(RunError, match="GRAPHOPS_CAPTURE_CONTENT=true"):
+        RecordedChatModel.from_spans(stored.spans)
+    with pytest.raises(InvalidInputError, match="--from 'nowhere' is neither a node"):
+        await run(database, "qa-3", ScriptedChatModel(respond=echo), rerun={"start": "nowhere"})
+    with pytest.raises(InvalidInputError, match="--set takes key=value"):
+        parse_updates(["novalue"])
+    assert parse_updates(["n=3", "s=text", 'j={"a": 1}']) == {"n": 3, "s": "text", "j": {"a": 1}}
+    short = RecordedChatModel(outputs={"write": ["only one"]})
+    with pytest.raises(RunError, match="the recording has 0 LLM call"):
+        await run(database, "qa-3", short, rerun={})
+
+
+async def test_choose_fork_on_an_empty_thread(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'g.sqlite'}"
+    upgrade(url)
+    async with open_checkpointer(url) as saver:
+        app = build_observed_graph(
+            qa_graph(ScriptedChatModel()), ops=Ops(telemetry=None), checkpointer=saver
+        )
+        with pytest.raises(InvalidInputError, match="has no checkpoints"):
+            await choose_fork(app, "empty", None)
