@@ -250,7 +250,13 @@ async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
 
     from graphops.builder import build_observed_graph
     from graphops.checkpoint.replay import areplay
-    from graphops.checkpoint.rerun import arerun, choose_fork, original_of, parse_updates
+    from graphops.checkpoint.rerun import (
+        arerun,
+        choose_fork,
+        ended_at,
+        original_of,
+        parse_updates,
+    )
     from graphops.checkpoint.savers import open_checkpointer
     from graphops.models.recorded import RecordedChatModel
     from graphops.observe import Telemetry
@@ -274,7 +280,7 @@ async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
                 build_agentic_rag(rag), ops=ops, checkpointer=saver, name="agentic_rag"
             )
 
-        fork = await choose_fork(app_on(deps), thread, args.from_)
+        fork = await choose_fork(app_on(deps), thread, args.from_, before=ended_at(original))
         if args.recorded:
             chat = RecordedChatModel.from_spans(original.spans, after_step=fork.step)
             deps = dataclasses.replace(deps, chat=chat)

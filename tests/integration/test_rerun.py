@@ -156,3 +156,21 @@ async def test_choose_fork_on_an_empty_thread(tmp_path: Path) -> None:
         )
         with pytest.raises(InvalidInputError, match="has no checkpoints"):
             await choose_fork(app, "empty", None)
+
+
+async def test_a_second_rerun_forks_the_original_run_not_the_first_rerun(database: str) -> None:
+    await run(database, "qa-4", ScriptedChatModel(respond=echo))
+    await run(
+        database,
+        "qa-4",
+        ScriptedChatModel(respond=echo),
+        rerun={"start": "polish", "updates": {"draft": "changed"}},
+    )
+    stored = (await areplay("qa-4", database, with_state=False)).runs
+    original = original_of(stored)
+    assert original.trace_id == stored[0].trace_id
+    result = await run(
+        database, "qa-4", RecordedChatModel.from_spans(original.spans), rerun={"start": "polish"}
+    )
+    assert result.state["answer"] == "echo polish: echo why?"  # the original's, recorded
+    assert result.state["draft"] == "echo why?"  # forked from the original, not the first re-run

@@ -22,7 +22,7 @@ from graphops.checkpoint.replay import ReplayRun
 from graphops.errors import InvalidInputError
 from graphops.observe import semconv as sc
 
-__all__ = ["Fork", "Rerun", "arerun", "choose_fork", "original_of", "parse_updates"]
+__all__ = ["Fork", "Rerun", "arerun", "choose_fork", "ended_at", "original_of", "parse_updates"]
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,22 @@ def parse_updates(pairs: list[str]) -> dict[str, Any]:
     return updates
 
 
-async def choose_fork(app: Any, thread_id: str, start: str | None) -> Fork:
+def ended_at(run: ReplayRun) -> datetime:
+    """When ``run`` ended (its last span), as the checkpoints' clock reads it."""
+    return datetime.fromtimestamp(max(s.end_ns for s in run.spans) / 1e9, UTC)
+
+
+async def choose_fork(
+    app: Any, thread_id: str, start: str | None, before: datetime | None = None
+) -> Fork:
     """The fork: before node ``start``, at checkpoint id ``start``, or the latest run's start."""
     history = [s async for s in app.aget_state_history({"configurable": {"thread_id": thread_id}})]
+    if before is not None:  # only the original run's checkpoints, not those of later forks
+        history = [
+            s
+            for s in history
+            if s.created_at is None or datetime.fromisoformat(s.created_at) <= before
+        ]
     if not history:
         raise InvalidInputError(f"thread {thread_id!r} has no checkpoints to re-run from")
 
@@ -133,7 +146,7 @@ async def _final_state(app: Any, thread_id: str, original: ReplayRun) -> dict[st
     decides (a re-run's checkpoints are all written after the original ended).
     """
     steps = [int(s.attributes.get(sc.STEP, -1)) for s in original.spans if sc.NODE in s.attributes]
-    ended = datetime.fromtimestamp(max(s.end_ns for s in original.spans) / 1e9, UTC)
+    ended = ended_at(original)
     async for snapshot in app.aget_state_history({"configurable": {"thread_id": thread_id}}):
         created = datetime.fromisoformat(snapshot.created_at) if snapshot.created_at else None
         if (
@@ -155,7 +168,7 @@ async def arerun(
     updates: Mapping[str, Any] | None = None,
 ) -> Rerun:
     """Fork ``thread_id`` and run ``app`` on from the fork; ``app`` must use the thread's saver."""
-    fork = await choose_fork(app, thread_id, start)
+    fork = await choose_fork(app, thread_id, start, before=ended_at(original))
     original_state = await _final_state(app, thread_id, original)
     original_nodes = [
         s.name
