@@ -168,3 +168,29 @@ def test_replay_and_a_recorded_rerun(
     assert answer.strip()
     missing = graphops(local_settings, "replay", "nobody", **env)
     assert missing.returncode == 2 and "no stored run for thread 'nobody'" in missing.stderr
+
+
+def test_one_url_moves_runs_to_postgres(
+    local_settings: Settings, docs_index: Path, postgres_url: str
+) -> None:
+    from graphops.db import downgrade
+
+    downgrade(postgres_url, "base")
+    env = {"GRAPHOPS_DATABASE_URL": postgres_url}
+    assert graphops(local_settings, "db", "upgrade", **env).returncode == 0
+    asked = graphops(local_settings, "ask", "--thread", "pg-1", "--user", "bo", "hello!", **env)
+    assert asked.returncode == 0, asked.stderr
+    listed = graphops(local_settings, "runs", "--user", "bo", **env)
+    assert listed.returncode == 0 and "pg-1" in listed.stdout and " bo" in listed.stdout
+    shown = graphops(local_settings, "replay", "pg-1", **env)
+    assert shown.returncode == 0, shown.stderr
+    assert "├─ guard" in shown.stdout and "[guard: allowed]" in shown.stdout
+    assert "state after each step:" in shown.stdout
+    kept = graphops(local_settings, "runs", "prune", "--older-than", "1d", **env)
+    assert kept.stdout.strip() == "deleted 0 thread(s) with their checkpoints, 0 span(s)"
+    pruned = graphops(local_settings, "runs", "prune", "--older-than", "0s", **env)
+    assert pruned.returncode == 0 and pruned.stdout.startswith("deleted 1 thread(s)")
+    gone = graphops(local_settings, "replay", "pg-1", **env)
+    assert gone.returncode == 2 and "no stored run for thread 'pg-1'" in gone.stderr
+    no_flag = graphops(local_settings, "runs", "prune", **env)
+    assert no_flag.returncode == 2 and "needs --older-than" in no_flag.stderr

@@ -95,6 +95,23 @@ def build_tree(spans: Iterable[ReadableSpan | TreeSpan]) -> list[SpanNode]:
     return roots
 
 
+_OUTCOMES = (
+    (sc.GUARD_OUTCOME, "guard"),
+    (sc.CACHE_HIT, "cache hit"),
+    (sc.BUDGET_LEFT, "budget left s"),
+    (sc.BREAKER_STATE, "breaker"),
+    (sc.DEGRADED, "degraded"),
+)
+
+
+def _outcomes(span: TreeSpan) -> str:
+    """Step outcomes recorded on a span, as ``[guard: allowed, cache hit: False]``."""
+    found = [
+        f"{label}: {span.attributes[key]}" for key, label in _OUTCOMES if key in span.attributes
+    ]
+    return f" [{', '.join(found)}]" if found else ""
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.1f} ms"
 
@@ -105,11 +122,13 @@ def render_tree(roots: Sequence[SpanNode], width: int = 44) -> str:
 
     def emit(node: SpanNode, prefix: str, connector: str, child_prefix: str) -> None:
         label = f"{prefix}{connector}{node.span.name}" + (" [error]" if node.span.error else "")
+        outcomes = _outcomes(node.span)
         line = f"{label:<{width}}{_duration(node.seconds):>10}"
         if node.tokens:
             line += f"{node.tokens:>8} tok"
         if node.cost:
             line += f"  ${node.cost:.6f}"
+        line += outcomes
         lines.append(line.rstrip())
         for i, child in enumerate(node.children):
             last = i == len(node.children) - 1
