@@ -21,19 +21,15 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from _graphs import five_nodes
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
 from graphops.builder import build_observed_graph
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
-
-
-class State(TypedDict, total=False):
-    x: int
 
 
 class NullExporter(SpanExporter):
@@ -44,21 +40,6 @@ class NullExporter(SpanExporter):
 
     def shutdown(self) -> None:
         pass
-
-
-def noop(state: State) -> State:
-    return {"x": state.get("x", 0) + 1}
-
-
-def five_nodes() -> StateGraph[State]:
-    builder: StateGraph[State] = StateGraph(State)
-    previous = START
-    for i in range(5):
-        builder.add_node(f"n{i}", noop)
-        builder.add_edge(previous, f"n{i}")
-        previous = f"n{i}"
-    builder.add_edge(previous, END)
-    return builder
 
 
 def median_ms(run: Callable[[], object], iterations: int) -> float:

@@ -10,6 +10,12 @@ the batch processor's export size, and prints spans/s per backend. Then:
   (every step on) with the span-storing checkpointer feeding the span store, medians
   of alternating runs, and the ratio;
 * the time to replay (load and render) a stored run of about 1,000 spans.
+
+    .venv/bin/python benchmarks/span_store.py --reference [--questions N]
+
+compares the reference RAG graph on the local model instead: plain with
+AsyncSqliteSaver against observed (guard and cache steps, telemetry, span store)
+with the span-storing saver, alternating question by question.
 """
 
 from __future__ import annotations
@@ -73,32 +79,15 @@ def measure(url: str, spans: list) -> float:
 
 async def checkpointed_overhead(rounds: int = 5, runs: int = 200) -> dict[str, float]:
     import statistics
-    from typing import TypedDict
 
+    from _graphs import five_nodes
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-    from langgraph.graph import END, START, StateGraph
     from prometheus_client import CollectorRegistry
 
     from graphops.builder import build_observed_graph
     from graphops.checkpoint.savers import open_checkpointer
     from graphops.observe import Metrics, Telemetry
     from graphops.ops import Ops
-
-    class State(TypedDict, total=False):
-        x: int
-
-    def noop(state: State) -> State:
-        return {"x": state.get("x", 0) + 1}
-
-    def graph() -> StateGraph[State]:
-        builder: StateGraph[State] = StateGraph(State)
-        previous = START
-        for i in range(5):
-            builder.add_node(f"n{i}", noop)
-            builder.add_edge(previous, f"n{i}")
-            previous = f"n{i}"
-        builder.add_edge(previous, END)
-        return builder
 
     folder = Path(tempfile.mkdtemp())
     url = f"sqlite:///{folder / 'graphops.sqlite'}"
@@ -112,12 +101,12 @@ async def checkpointed_overhead(rounds: int = 5, runs: int = 200) -> dict[str, f
             exporters=[saver.span_processor()], metrics=Metrics(CollectorRegistry())
         )
         apps = {
-            "plain": graph().compile(checkpointer=plain_saver),
+            "plain": five_nodes().compile(checkpointer=plain_saver),
             "telemetry only": build_observed_graph(
-                graph(), ops=Ops(telemetry=telemetry), checkpointer=saver
+                five_nodes(), ops=Ops(telemetry=telemetry), checkpointer=saver
             ),
             "all steps": build_observed_graph(
-                graph(), ops=Ops.all_steps(telemetry=telemetry), checkpointer=saver
+                five_nodes(), ops=Ops.all_steps(telemetry=telemetry), checkpointer=saver
             ),
         }
         for _ in range(rounds):
@@ -149,11 +138,67 @@ def replay_render_seconds(spans: list) -> tuple[int, float]:
     return text.count("\n") + 1, time.perf_counter() - started
 
 
+async def reference_checkpointed(items: list[str]) -> dict[str, list[float]]:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from graphops.builder import build_observed_graph
+    from graphops.checkpoint.savers import open_checkpointer
+    from graphops.observe import Telemetry
+    from graphops.ops import CachePolicy, GuardPolicy, Ops
+    from graphops.settings import load_settings
+    from graphs.agentic_rag import RagDeps, build_agentic_rag
+
+    folder = Path(tempfile.mkdtemp())
+    settings = load_settings(data_dir=folder, n_threads=2)
+    deps = RagDeps.from_settings(settings)
+    url = settings.database
+    upgrade(url)
+    times: dict[str, list[float]] = {"plain": [], "observed": []}
+    async with (
+        AsyncSqliteSaver.from_conn_string(str(folder / "plain.sqlite")) as plain_saver,
+        open_checkpointer(url) as saver,
+    ):
+        telemetry = Telemetry(exporters=[saver.span_processor()])
+        apps = {
+            "plain": build_agentic_rag(deps).compile(checkpointer=plain_saver),
+            "observed": build_observed_graph(
+                build_agentic_rag(deps),
+                ops=Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry),
+                checkpointer=saver,
+            ),
+        }
+        await apps["plain"].ainvoke({"question": "warm up"}, {"configurable": {"thread_id": "w"}})
+        for i, question in enumerate(items):
+            for name, app in apps.items():
+                started = time.perf_counter()
+                await app.ainvoke({"question": question}, {"configurable": {"thread_id": f"q{i}"}})
+                times[name].append(time.perf_counter() - started)
+        telemetry.shutdown()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=20_000)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--reference", action="store_true")
+    parser.add_argument("--questions", type=int, default=8)
     args = parser.parse_args()
+    if args.reference:
+        import asyncio
+        import json
+        import statistics
+
+        golden = Path(__file__).resolve().parents[1] / "evals" / "golden.jsonl"
+        items = [json.loads(line)["question"] for line in golden.read_text().splitlines()]
+        times = asyncio.run(reference_checkpointed(items[: args.questions]))
+        base = statistics.median(times["plain"])
+        print(f"reference graph, local model, checkpointed, {args.questions} questions")
+        for name, samples in times.items():
+            value = statistics.median(samples)
+            print(f"  {name:<10}{value:>8.2f} s{value / base:>7.3f}")
+        print(f"  sum observed / sum plain: {sum(times['observed']) / sum(times['plain']):.3f}")
+        return
     spans = record(args.spans)
     sqlite_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'spans.sqlite'}"
     print(f"{len(spans)} spans, batches of 512")

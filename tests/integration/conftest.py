@@ -81,3 +81,17 @@ def postgres_url() -> Iterator[str]:
 
         engine_for(url).dispose()
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """graphops' database at its newest schema: a SQLite file, then the real Postgres."""
+    from graphops.db import downgrade, upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'graphops.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        downgrade(url, "base")
+    upgrade(url)
+    return url

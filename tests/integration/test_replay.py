@@ -16,23 +16,12 @@ from graphops.builder import build_observed_graph
 from graphops.checkpoint import SqlSpanStore
 from graphops.checkpoint.replay import areplay
 from graphops.checkpoint.savers import open_checkpointer, prune
-from graphops.db import downgrade, upgrade
+from graphops.db import upgrade
 from graphops.errors import InvalidInputError, RunError
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'graphops.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        downgrade(url, "base")
-    upgrade(url)
-    return url
 
 
 class Notes(TypedDict, total=False):

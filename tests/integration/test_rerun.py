@@ -16,7 +16,7 @@ from graphops.builder import build_observed_graph
 from graphops.checkpoint.replay import areplay
 from graphops.checkpoint.rerun import arerun, choose_fork, original_of, parse_updates
 from graphops.checkpoint.savers import open_checkpointer
-from graphops.db import downgrade, upgrade
+from graphops.db import upgrade
 from graphops.errors import InvalidInputError, RunError
 from graphops.models import ScriptedChatModel
 from graphops.models.recorded import RecordedChatModel
@@ -50,17 +50,6 @@ def qa_graph(chat: Any) -> StateGraph[QA]:
     graph.add_edge("write", "polish")
     graph.add_edge("polish", END)
     return graph
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'graphops.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        downgrade(url, "base")
-    upgrade(url)
-    return url
 
 
 async def run(

@@ -26,6 +26,7 @@ from graphops.ops import Ops
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Like the conftest's, but empty: these tests run the migrations themselves."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'graphops.sqlite'}"
     url: str = request.getfixturevalue("postgres_url")

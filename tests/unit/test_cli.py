@@ -35,7 +35,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (("ingest", "/no/such/folder"), "no such file or folder"),
         (("ingest", "ftp://host/file.md"), "only http:// and https://"),
         (("frobnicate",), "invalid choice"),
-        (("ask",), "required"),
+        (("ask",), "ask needs a question (or --thread ID --resume)"),
+        (("ask", "--resume"), "--resume continues a thread: give --thread ID and no question"),
+        (("ask", "--thread", "t", "--resume", "why?"), "give --thread ID and no question"),
         (("ask", "--stream", "--json", "why?"), "not allowed with argument"),
     ],
 )

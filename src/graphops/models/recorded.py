@@ -19,12 +19,12 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from graphops.errors import RunError
+from graphops.models._structured import json_structured
 from graphops.observe import semconv as sc
 
 __all__ = ["RecordedChatModel"]
@@ -108,6 +108,4 @@ class RecordedChatModel(BaseChatModel):
         self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
     ) -> Runnable[LanguageModelInput, Any]:
         """Parse the recorded JSON into ``schema``, as the original structured call did."""
-        if isinstance(schema, type) and issubclass(schema, BaseModel):
-            return self | PydanticOutputParser(pydantic_object=schema)
-        return self | JsonOutputParser()
+        return json_structured(self, schema)

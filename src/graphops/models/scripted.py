@@ -18,10 +18,11 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from graphops.models._structured import json_structured
 
 __all__ = ["Reply", "ScriptedChatModel"]
 
@@ -132,6 +133,4 @@ class ScriptedChatModel(BaseChatModel):
         self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
     ) -> Runnable[LanguageModelInput, Any]:
         """Parse the scripted reply as JSON into ``schema``."""
-        if isinstance(schema, type) and issubclass(schema, BaseModel):
-            return self | PydanticOutputParser(pydantic_object=schema)
-        return self | JsonOutputParser()
+        return json_structured(self, schema)

@@ -1,0 +1,26 @@
+"""The graph the benchmarks share: five no-op nodes in a line, LangGraph's cheapest run."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+
+class State(TypedDict, total=False):
+    x: int
+
+
+def noop(state: State) -> State:
+    return {"x": state.get("x", 0) + 1}
+
+
+def five_nodes() -> StateGraph[State]:
+    builder: StateGraph[State] = StateGraph(State)
+    previous = START
+    for i in range(5):
+        builder.add_node(f"n{i}", noop)
+        builder.add_edge(previous, f"n{i}")
+        previous = f"n{i}"
+    builder.add_edge(previous, END)
+    return builder
