@@ -118,3 +118,16 @@ async def test_prune_deletes_old_threads_with_their_checkpoints(database: str) -
         assert [c async for c in saver.alist({"configurable": {"thread_id": "old-thread"}})] == []
         assert [c async for c in saver.alist({"configurable": {"thread_id": "new-thread"}})]
     assert await prune(database, time.time_ns() - 10**12) == (0, 0)
+
+
+async def test_deleting_a_thread_deletes_its_spans_too(database: str) -> None:
+    await run_thread(database, "doomed", ["a b", "c"])
+    await run_thread(database, "kept", ["d"])
+    store = SqlSpanStore(database)
+    assert len(store.traces("doomed")) == 2
+    async with open_checkpointer(database) as saver:
+        await saver.adelete_thread("doomed")
+        assert [c async for c in saver.alist({"configurable": {"thread_id": "doomed"}})] == []
+        assert [c async for c in saver.alist({"configurable": {"thread_id": "kept"}})]
+    assert store.traces("doomed") == []
+    assert store.traces("kept")

@@ -77,23 +77,22 @@ class _SpanStoring:
             )
         return int(result.rowcount or 0)
 
+    async def adelete_checkpoints(self, thread_id: str) -> None:
+        """LangGraph's own ``adelete_thread``: the checkpoints only."""
+        await super().adelete_thread(thread_id)  # type: ignore[misc]
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Delete the thread's checkpoints and its spans together."""
+        await self.adelete_checkpoints(thread_id)
+        self.delete_spans(thread_id)
+
 
 class SpanStoringSqliteSaver(_SpanStoring, AsyncSqliteSaver):
     """``AsyncSqliteSaver`` in graphops' SQLite file, with the span store beside it."""
 
-    async def adelete_thread(self, thread_id: str) -> None:
-        """Delete the thread's checkpoints and its spans together."""
-        await super().adelete_thread(thread_id)
-        self.delete_spans(thread_id)
-
 
 class SpanStoringPostgresSaver(_SpanStoring, AsyncPostgresSaver):
     """``AsyncPostgresSaver`` in graphops' Postgres database, with the span store beside it."""
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        """Delete the thread's checkpoints and its spans together."""
-        await super().adelete_thread(thread_id)
-        self.delete_spans(thread_id)
 
 
 @asynccontextmanager
@@ -141,6 +140,6 @@ async def prune(url: str, before_ns: int) -> tuple[int, int]:
     async with open_checkpointer(url) as saver:
         for thread in stale:
             spans += saver.delete_spans(thread)
-            await saver.adelete_thread(thread)
+            await saver.adelete_checkpoints(thread)
     spans += store.prune(before_ns)
     return len(stale), spans
