@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -64,12 +63,16 @@ def test_non_utf8_file_names_the_file_and_offset(tmp_path: Path) -> None:
         load_sources([str(bad)])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file(tmp_path: Path) -> None:  # pragma: no cover - CI runs as root
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Permission errors (root reads everything, so the denial is injected)."""
     locked = tmp_path / "locked.md"
     locked.write_text("# x")
-    locked.chmod(0)
-    with pytest.raises(IngestError, match="cannot read"):
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(IngestError, match=r"locked\.md: cannot read: Permission denied"):
         load_sources([str(locked)])
 
 
