@@ -52,18 +52,52 @@ def _read_question(raw: str) -> str:
         raise InvalidInputError("the question on standard input is not UTF-8") from None
 
 
-async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from langchain_core.messages import AIMessageChunk
+def _observed_reference(
+    settings: Settings, saver: Any, spans: Any
+) -> tuple[Any, Callable[[Any], Any]]:
+    """The CLI's telemetry and a builder of the observed reference graph on given deps.
+
+    Spans go to ``spans`` (the tree printed after a run), the span store, and the
+    exporters ``GRAPHOPS_TRACES_EXPORTER`` names; embeddings are wrapped so their
+    calls are spans too (they fire no LangChain callbacks).
+    """
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from graphops.builder import build_observed_graph
-    from graphops.checkpoint.savers import open_checkpointer
     from graphops.observe import Telemetry
-    from graphops.observe.tracing import exporter_named
+    from graphops.observe.tracing import exporters_named
     from graphops.ops import CachePolicy, GuardPolicy, Ops
-    from graphops.validation import validate_question
     from graphs.agentic_rag import RagDeps, build_agentic_rag
+
+    telemetry = Telemetry(
+        exporters=[
+            SimpleSpanProcessor(spans),
+            saver.span_processor(),
+            *exporters_named(settings.traces_exporter),
+        ],
+        capture_content=settings.capture_content,
+    )
+
+    def app_on(deps: RagDeps) -> Any:
+        embeddings = telemetry.embeddings(deps.retriever.embeddings)  # type: ignore[attr-defined]
+        retriever = deps.retriever.model_copy(update={"embeddings": embeddings})
+        return build_observed_graph(
+            build_agentic_rag(dataclasses.replace(deps, retriever=retriever)),
+            ops=Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry),
+            checkpointer=saver,
+            name="agentic_rag",
+        )
+
+    return telemetry, app_on
+
+
+async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from langchain_core.messages import AIMessageChunk
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from graphops.checkpoint.savers import open_checkpointer
+    from graphops.validation import validate_question
+    from graphs.agentic_rag import RagDeps
 
     if args.resume:
         if not args.thread or args.question is not None:
@@ -85,28 +119,8 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     started = time.perf_counter()
     spans = InMemorySpanExporter()  # this run's spans, for the tree printed below
     async with open_checkpointer(url) as saver:
-        names = [
-            n.strip() for n in settings.traces_exporter.split(",") if n.strip() not in ("", "none")
-        ]
-        telemetry = Telemetry(
-            exporters=[
-                SimpleSpanProcessor(spans),
-                saver.span_processor(),
-                *map(exporter_named, names),
-            ],
-            capture_content=settings.capture_content,
-        )
-        # embeddings fire no LangChain callbacks: wrapping them makes their calls spans too
-        embeddings = telemetry.embeddings(deps.retriever.embeddings)  # type: ignore[attr-defined]
-        deps = dataclasses.replace(
-            deps, retriever=deps.retriever.model_copy(update={"embeddings": embeddings})
-        )
-        app = build_observed_graph(
-            build_agentic_rag(deps),
-            ops=Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry),
-            checkpointer=saver,
-            name="agentic_rag",
-        )
+        telemetry, app_on = _observed_reference(settings, saver, spans)
+        app = app_on(deps)
         if args.resume and not (await app.aget_state(config)).next:
             raise InvalidInputError(f"thread {thread} has nothing to resume")
         if args.stream:
@@ -118,8 +132,8 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         else:
             state = dict(await app.ainvoke(payload, config))
         telemetry.shutdown()
-    roots = build_tree(spans.get_finished_spans())
     finished = spans.get_finished_spans()
+    roots = build_tree(finished)
     trace_id = f"{finished[0].context.trace_id:032x}" if finished else None
     index = {doc["id"]: doc for doc in state.get("documents") or []}
     return {
@@ -245,10 +259,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from graphops.builder import build_observed_graph
     from graphops.checkpoint.replay import areplay
     from graphops.checkpoint.rerun import (
         arerun,
@@ -259,9 +271,7 @@ async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
     )
     from graphops.checkpoint.savers import open_checkpointer
     from graphops.models.recorded import RecordedChatModel
-    from graphops.observe import Telemetry
-    from graphops.ops import CachePolicy, GuardPolicy, Ops
-    from graphs.agentic_rag import RagDeps, build_agentic_rag
+    from graphs.agentic_rag import RagDeps
 
     url, thread = settings.database, args.thread_id
     updates = parse_updates(args.set or [])
@@ -269,17 +279,7 @@ async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
     deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings)
     spans = InMemorySpanExporter()
     async with open_checkpointer(url) as saver:
-        telemetry = Telemetry(
-            exporters=[SimpleSpanProcessor(spans), saver.span_processor()],
-            capture_content=settings.capture_content,
-        )
-
-        def app_on(rag: RagDeps) -> Any:
-            ops = Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry)
-            return build_observed_graph(
-                build_agentic_rag(rag), ops=ops, checkpointer=saver, name="agentic_rag"
-            )
-
+        telemetry, app_on = _observed_reference(settings, saver, spans)
         fork = await choose_fork(app_on(deps), thread, args.from_, before=ended_at(original))
         if args.recorded:
             chat = RecordedChatModel.from_spans(original.spans, after_step=fork.step)

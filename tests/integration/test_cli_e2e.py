@@ -165,6 +165,7 @@ def test_replay_and_a_recorded_rerun(
     assert "with recorded LLM outputs" in rerun.stdout
     assert "answer: same" in rerun.stdout
     assert "chat recorded:SmolLM2-135M-Instruct.Q4_1" in rerun.stdout
+    assert "embeddings all-MiniLM-L6-v2" in rerun.stdout  # re-runs are observed like asks
     assert answer.strip()
     missing = graphops(local_settings, "replay", "nobody", **env)
     assert missing.returncode == 2 and "no stored run for thread 'nobody'" in missing.stderr

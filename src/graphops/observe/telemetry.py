@@ -18,7 +18,7 @@ from opentelemetry.trace import Tracer
 
 from graphops.observe.metrics import Metrics, default_metrics
 from graphops.observe.pricing import PriceTable
-from graphops.observe.tracing import exporter_named, make_tracer_provider
+from graphops.observe.tracing import exporters_named, make_tracer_provider
 
 __all__ = ["Redactor", "Telemetry", "default_telemetry"]
 
@@ -94,8 +94,7 @@ class Telemetry:
         cls, traces_exporter: str = "none", extra: Sequence[SpanExporter | SpanProcessor] = ()
     ) -> Telemetry:
         """Exporters named in ``traces_exporter`` (``otlp``, ``console``, comma-separated)."""
-        names = [n.strip() for n in traces_exporter.split(",") if n.strip() and n.strip() != "none"]
-        return cls(exporters=[*(exporter_named(n) for n in names), *extra])
+        return cls(exporters=[*exporters_named(traces_exporter), *extra])
 
 
 _default: Telemetry | None = None

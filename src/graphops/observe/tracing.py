@@ -25,7 +25,12 @@ from opentelemetry.sdk.trace.export import (
 
 from graphops.errors import ConfigurationError
 
-__all__ = ["CountingBatchSpanProcessor", "exporter_named", "make_tracer_provider"]
+__all__ = [
+    "CountingBatchSpanProcessor",
+    "exporter_named",
+    "exporters_named",
+    "make_tracer_provider",
+]
 
 
 class CountingBatchSpanProcessor(BatchSpanProcessor):
@@ -70,6 +75,12 @@ def exporter_named(name: str) -> SpanExporter:
     raise ConfigurationError(
         f"unknown trace exporter {name!r} in GRAPHOPS_TRACES_EXPORTER: use otlp, console or none"
     )
+
+
+def exporters_named(spec: str) -> list[SpanExporter]:
+    """The exporters a ``GRAPHOPS_TRACES_EXPORTER`` value names (comma-separated; ``none``)."""
+    names = [n.strip() for n in spec.split(",")]
+    return [exporter_named(n) for n in names if n and n != "none"]
 
 
 def make_tracer_provider(
