@@ -12,7 +12,7 @@ import json
 
 from langchain_core.embeddings import Embeddings
 
-from graphops.corpus.index import CorpusIndex
+from graphops.corpus.index import CorpusIndex, Manifest
 from graphops.corpus.ingest import IngestReport, Progress, embeddings_name, ingest
 from graphops.corpus.sources import FetchOptions
 from graphops.errors import CorpusIndexError
@@ -51,15 +51,16 @@ def ensure_index(
     """Ingest ``settings.corpus`` if there is no index yet; return its report, else None."""
     if CorpusIndex.exists(settings.index_dir):
         try:
-            manifest = json.loads((settings.index_dir / "manifest.json").read_text())
-            built_with = manifest["embeddings_model"]
-            chunking = (manifest["chunk_size"], manifest["chunk_overlap"])
-        except (OSError, ValueError, KeyError):
+            manifest = Manifest.from_json(
+                json.loads((settings.index_dir / "manifest.json").read_text())
+            )
+        except (OSError, ValueError, KeyError, TypeError):
             raise CorpusIndexError(
                 f"the index in {settings.index_dir} is unreadable: "
                 "delete it and run 'graphops ingest'"
             ) from None
-        wanted = embeddings_name(embeddings)
+        built_with, wanted = manifest.embeddings_model, embeddings_name(embeddings)
+        chunking = (manifest.chunk_size, manifest.chunk_overlap)
         if built_with != wanted:
             raise CorpusIndexError(
                 f"the index in {settings.index_dir} was built with {built_with}, but the "
