@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio.to_thread
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from graphops.errors import ConfigurationError, ModelError
 from graphops.models._llama import LoadedModel, load_llama
@@ -39,6 +39,7 @@ class LocalMiniLMEmbeddings(BaseModel, Embeddings):
 
     cache_dir: Path
     n_threads: int = 1
+    _loaded: LoadedModel | None = PrivateAttr(default=None)
 
     @property
     def model_name(self) -> str:
@@ -51,6 +52,12 @@ class LocalMiniLMEmbeddings(BaseModel, Embeddings):
         return DIMENSIONS
 
     def _model(self) -> LoadedModel:
+        # finding the model stats the package and the cache (about 0.1 ms): once is enough
+        if self._loaded is None:
+            self._loaded = self._find_model()
+        return self._loaded
+
+    def _find_model(self) -> LoadedModel:
         try:
             from llama_cpp import LLAMA_POOLING_TYPE_MEAN
 
