@@ -35,11 +35,12 @@ from graphops.errors import UserError
 from graphops.ops import NodeOps, Ops
 from graphops.steps import (
     OPS_KEY,
+    cache_hit,
     cache_lookup_node,
     cache_store_node,
     guard_node,
     merge_ops,
-    ops_of,
+    refused,
     settle_node,
 )
 
@@ -219,10 +220,9 @@ def build_observed_graph(
 
     def stop_target(values: Any) -> str | None:
         """Where a run the head steps stopped goes: END if refused, past the nodes on a hit."""
-        record = ops_of(values)
-        if record.get("guard", {}).get("outcome") == "refused":
+        if refused(values):
             return END
-        return after_hit if record.get("cache", {}).get("hit") else None
+        return after_hit if cache_hit(values) else None
 
     if head:
         new.add_edge(START, head[0][0])

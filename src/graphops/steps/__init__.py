@@ -11,11 +11,12 @@ from __future__ import annotations
 from graphops.steps.cache import cache_lookup_node, cache_route, cache_store_node
 from graphops.steps.guard import guard_node, guard_route, run_record
 from graphops.steps.settle import settle_node
-from graphops.steps.state import OPS_KEY, OpsChannel, merge_ops, ops_of
+from graphops.steps.state import OPS_KEY, OpsChannel, cache_hit, merge_ops, ops_of, refused
 
 __all__ = [
     "OPS_KEY",
     "OpsChannel",
+    "cache_hit",
     "cache_lookup_node",
     "cache_route",
     "cache_store_node",
@@ -23,6 +24,7 @@ __all__ = [
     "guard_route",
     "merge_ops",
     "ops_of",
+    "refused",
     "run_record",
     "settle_node",
 ]

@@ -18,7 +18,7 @@ from graphops.observe.handler import node_span
 from graphops.ops import CachePolicy
 from graphops.steps._node import step_node
 from graphops.steps.guard import run_record
-from graphops.steps.state import OPS_KEY, ops_of
+from graphops.steps.state import OPS_KEY, cache_hit
 
 __all__ = ["cache_lookup_node", "cache_route", "cache_store_node"]
 
@@ -40,7 +40,7 @@ def cache_route(on_hit: str, on_miss: list[str]) -> Any:
     """After the lookup: ``on_hit`` for a hit, else the user's first nodes."""
 
     def after_cache_lookup(state: dict[str, Any]) -> str | list[str]:
-        return on_hit if ops_of(state).get("cache", {}).get("hit") else on_miss
+        return on_hit if cache_hit(state) else on_miss
 
     return after_cache_lookup
 

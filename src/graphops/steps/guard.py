@@ -17,7 +17,7 @@ from graphops.observe import semconv as sc
 from graphops.observe.handler import node_span
 from graphops.ops import GuardPolicy
 from graphops.steps._node import step_node
-from graphops.steps.state import OPS_KEY, ops_of
+from graphops.steps.state import OPS_KEY, refused
 
 __all__ = ["guard_node", "guard_route", "run_record"]
 
@@ -49,7 +49,6 @@ def guard_route(next_node: str) -> Any:
     """After the guard: END when refused, else ``next_node``."""
 
     def after_guard(state: dict[str, Any]) -> str:
-        refused = ops_of(state).get("guard", {}).get("outcome") == "refused"
-        return END if refused else next_node
+        return END if refused(state) else next_node
 
     return after_guard

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypedDict
 
-__all__ = ["OPS_KEY", "OpsChannel", "merge_ops", "ops_of"]
+__all__ = ["OPS_KEY", "OpsChannel", "cache_hit", "merge_ops", "ops_of", "refused"]
 
 OPS_KEY = "graphops"
 
@@ -30,3 +30,13 @@ def ops_of(state: Any) -> dict[str, Any]:
     """The ops channel of ``state`` (a dict or an object), empty when absent."""
     value = state.get(OPS_KEY) if isinstance(state, dict) else getattr(state, OPS_KEY, None)
     return value or {}
+
+
+def refused(state: Any) -> bool:
+    """Whether the guard refused this run."""
+    return bool(ops_of(state).get("guard", {}).get("outcome") == "refused")
+
+
+def cache_hit(state: Any) -> bool:
+    """Whether the cache answered this run."""
+    return bool(ops_of(state).get("cache", {}).get("hit"))
