@@ -50,7 +50,7 @@ from pydantic import BaseModel, ValidationError
 from graphops.builder import build_observed_graph
 from graphops.errors import InvalidInputError
 from graphops.ops import CachePolicy, GuardPolicy, Ops
-from graphops.prompts import PromptLibrary
+from graphops.prompts import PromptSource, aprompt
 from graphops.settings import Settings
 from graphops.validation import validate_question
 
@@ -112,11 +112,17 @@ class Grade(BaseModel):
 
 @dataclass(frozen=True)
 class RagDeps:
-    """What the nodes need: a chat model, a retriever, the prompts and a few limits."""
+    """What the nodes need: a chat model, a retriever, the prompts and a few limits.
+
+    ``prompts`` is a :class:`~graphops.prompts.PromptLibrary` (the files) or
+    :class:`~graphops.prompts.RegistryPrompts` (the registry's labelled versions,
+    the files as fallback): nodes fetch each prompt per run, so a moved label or a
+    re-run's ``--prompt NAME=VERSION`` takes effect without rebuilding the graph.
+    """
 
     chat: BaseChatModel
     retriever: BaseRetriever
-    prompts: PromptLibrary
+    prompts: PromptSource
     top_k: int = 4
     max_rewrites: int = 1
     max_question_chars: int = 4000
@@ -128,8 +134,13 @@ class RagDeps:
         """Models and retriever as configured; indexes ``settings.corpus`` if there is no index."""
         from graphops.corpus import CorpusRetriever
         from graphops.corpus.ensure import ensure_index
+        from graphops.db import prepare
         from graphops.models import make_chat_model, make_embeddings
+        from graphops.prompts import PromptLibrary, PromptRegistry, RegistryPrompts
 
+        registry = PromptRegistry(
+            prepare(settings.database, embedded=settings.database_url is None)
+        )
         embeddings = make_embeddings(settings)
         ensure_index(settings, embeddings, progress)
         return cls(
@@ -137,7 +148,9 @@ class RagDeps:
             retriever=CorpusRetriever(
                 index_dir=settings.index_dir, embeddings=embeddings, k=settings.top_k
             ),
-            prompts=PromptLibrary(settings.prompts_dir),
+            prompts=RegistryPrompts(
+                PromptLibrary(settings.prompts_dir), registry, label=settings.prompt_label
+            ),
             top_k=settings.top_k,
             max_rewrites=settings.max_rewrites,
             max_question_chars=settings.max_question_chars,
@@ -202,8 +215,8 @@ def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagSt
     lazy = _Lazy(deps)
 
     async def prompt(d: RagDeps, name: str) -> Any:
-        # the library stats (and may re-read) the file: off the event loop
-        return (await anyio.to_thread.run_sync(d.prompts.get, name)).to_chat_prompt()
+        # this run's version of the prompt (files and registry are read off the event loop)
+        return await aprompt(d.prompts, name)
 
     async def generate_query_or_respond(state: RagState) -> dict[str, Any]:
         d = await lazy.aget()

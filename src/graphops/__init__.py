@@ -2,8 +2,9 @@
 
 The public API: :func:`build_observed_graph` and the policy objects it takes
 (:class:`Ops` and the step policies), the telemetry pipeline (:class:`Telemetry`),
-the settings and the exception tree. Nothing here loads a model, reads the
-environment or imports LangGraph at import time: the heavy names load on first use.
+the prompt registry and per-run prompt resolution (:func:`aprompt`), the settings
+and the exception tree. Nothing here loads a model, reads the environment or
+imports LangGraph at import time: the heavy names load on first use.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ if TYPE_CHECKING:
     from graphops.checkpoint.replay import replay
     from graphops.observe.telemetry import Telemetry
     from graphops.ops import Budget, CachePolicy, FailoverPolicy, GuardPolicy, NodeOps, Ops
+    from graphops.prompts import PromptRegistry, RegistryPrompts, aprompt
 
 _LAZY = {
     "build_observed_graph": "graphops.builder",
     "replay": "graphops.checkpoint.replay",
     "Telemetry": "graphops.observe.telemetry",
+    "PromptRegistry": "graphops.prompts",
+    "RegistryPrompts": "graphops.prompts",
+    "aprompt": "graphops.prompts",
     **{
         name: "graphops.ops"
         for name in ("Budget", "CachePolicy", "FailoverPolicy", "GuardPolicy", "NodeOps", "Ops")
@@ -61,10 +66,13 @@ __all__ = [
     "ModelError",
     "NodeOps",
     "Ops",
+    "PromptRegistry",
+    "RegistryPrompts",
     "RunError",
     "Settings",
     "Telemetry",
     "UserError",
+    "aprompt",
     "build_observed_graph",
     "load_settings",
     "replay",

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     # where state lives
     data_dir: Path = Field(Path(".graphops"), description="Index, caches and databases.")
     prompts_dir: Path = Field(Path("prompts"), description="Prompt template files.")
+    prompt_label: str = Field(
+        "production",
+        pattern=r"^[a-z][a-z0-9_\-]{0,31}$",
+        description="The registry label whose prompt versions runs use (files when unset).",
+    )
     database_url: str | None = Field(
         None,
         description="Spans, checkpoints, registry: sqlite:///… (default under data_dir) "

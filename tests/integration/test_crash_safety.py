@@ -49,7 +49,7 @@ def test_kill_9_keeps_finished_spans_and_resume_continues(
     finally:
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
-    assert current(url) == "0001"
+    assert current(url) == "0002"
 
     (trace_id,) = store.traces("crash-1")
     stored = {s.name for s in store.spans(trace_id)}

@@ -13,12 +13,13 @@ from langgraph.graph import END, START, StateGraph
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
+from sqlalchemy import inspect
 from typing_extensions import TypedDict
 
 from graphops.builder import build_observed_graph
 from graphops.checkpoint import SqlSpanExporter, SqlSpanStore
 from graphops.checkpoint.span_store import span_row
-from graphops.db import current, downgrade, head, require_current, upgrade
+from graphops.db import current, downgrade, engine_for, head, require_current, upgrade
 from graphops.errors import ConfigurationError, RunError
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
@@ -54,14 +55,22 @@ def counting_graph() -> StateGraph[Counter]:
 def test_migrations_go_up_and_down(database: str) -> None:
     assert current(database) is None
     with pytest.raises(
-        ConfigurationError, match="schema none, this graphops needs 0001: run 'graphops db upgrade'"
+        ConfigurationError, match="schema none, this graphops needs 0002: run 'graphops db upgrade'"
     ):
         require_current(database)
     upgrade(database)
-    assert current(database) == head() == "0001"
+    assert current(database) == head() == "0002"
     require_current(database)
+    downgrade(database)  # one step: the prompt registry goes, the span store stays
+    assert current(database) == "0001"
+    tables = set(inspect(engine_for(database)).get_table_names())
+    assert "graphops_spans" in tables and "graphops_prompt_versions" not in tables
+    with pytest.raises(ConfigurationError, match="has graphops schema 0001, this graphops needs"):
+        require_current(database)
     downgrade(database)
     assert current(database) is None
+    upgrade(database)
+    assert current(database) == "0002"
 
 
 def test_runs_are_stored_span_by_span(database: str) -> None:
@@ -167,8 +176,8 @@ def test_cli_db_and_runs(tmp_path: Path, postgres_url: str) -> None:
     refused = run("runs")
     assert refused.returncode == 2
     assert "run 'graphops db upgrade'" in refused.stderr
-    assert run("db", "current").stdout.strip() == "schema none (this graphops: 0001)"
-    assert run("db", "upgrade").stdout.strip() == "schema 0001 (this graphops: 0001)"
+    assert run("db", "current").stdout.strip() == "schema none (this graphops: 0002)"
+    assert run("db", "upgrade").stdout.strip() == "schema 0002 (this graphops: 0002)"
     listed = run("runs", "--since", "1d")
     assert listed.returncode == 0
     assert listed.stdout.startswith("started (UTC)")

@@ -18,7 +18,15 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from graphops.db.engine import engine_for, sqlalchemy_url
 from graphops.errors import ConfigurationError, RunError
 
-__all__ = ["current", "downgrade", "head", "migrations_dir", "require_current", "upgrade"]
+__all__ = [
+    "current",
+    "downgrade",
+    "head",
+    "migrations_dir",
+    "prepare",
+    "require_current",
+    "upgrade",
+]
 
 VERSION_TABLE = "graphops_alembic_version"
 
@@ -83,6 +91,18 @@ def require_current(url: str) -> None:
             f"the database at {_safe(url)} has graphops schema {found or 'none'}, this graphops "
             f"needs {wanted}: run 'graphops db upgrade'"
         )
+
+
+def prepare(url: str, *, embedded: bool) -> str:
+    """``url``, its schema checked; an ``embedded`` default database is created on first use.
+
+    Only graphops' own embedded file is migrated without asking: a configured
+    database belongs to its operator, who runs ``graphops db upgrade``.
+    """
+    if embedded and current(url) is None:
+        upgrade(url)  # a fresh embedded database: nothing to lose
+    require_current(url)
+    return url
 
 
 def _safe(url: str) -> str:

@@ -3,13 +3,30 @@
 ``graphops_spans`` keeps every span of every run next to LangGraph's checkpoints:
 one row per span, ids as hex strings (as OTLP and Jaeger show them), times in
 nanoseconds since the epoch, attributes and events as JSON.
+
+The prompt registry is three tables: immutable ``graphops_prompt_versions``
+(numbered per name, a version's text never changes), ``graphops_prompt_labels``
+(which version ``production`` or any other label points at) and the append-only
+``graphops_prompt_audit`` that every publish, label move and rollback writes to.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Index, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
-__all__ = ["metadata", "spans"]
+__all__ = ["metadata", "prompt_audit", "prompt_labels", "prompt_versions", "spans"]
 
 metadata = MetaData()
 
@@ -30,4 +47,46 @@ spans = Table(
     Column("events", JSON, nullable=False),
     Index("ix_graphops_spans_thread", "thread_id", "start_ns"),
     Index("ix_graphops_spans_start", "start_ns"),
+)
+
+prompt_versions = Table(
+    "graphops_prompt_versions",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("text", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("author", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    UniqueConstraint("name", "content_hash", name="uq_graphops_prompt_versions_content"),
+)
+
+prompt_labels = Table(
+    "graphops_prompt_labels",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("label", String(32), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["name", "version"],
+        ["graphops_prompt_versions.name", "graphops_prompt_versions.version"],
+        name="fk_graphops_prompt_labels_version",
+    ),
+)
+
+prompt_audit = Table(
+    "graphops_prompt_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ns", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("label", String(32), nullable=True),
+    Column("version", Integer, nullable=True),
+    Column("previous", Integer, nullable=True),
+    Column("detail", Text, nullable=False),
+    Index("ix_graphops_prompt_audit_name", "name", "id"),
 )

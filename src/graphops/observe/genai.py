@@ -25,6 +25,7 @@ __all__ = [
     "document_ids_and_scores",
     "generations_json",
     "messages_json",
+    "prompt_attributes",
     "retrieval_request",
     "route_targets",
     "run_attributes",
@@ -53,6 +54,12 @@ def run_attributes(run_id: UUID, graph: str, metadata: dict[str, Any]) -> dict[s
     if sc.THREAD_ID in attrs:
         attrs[sc.CONVERSATION_ID] = attrs[sc.THREAD_ID]
     return attrs
+
+
+def prompt_attributes(ref: str) -> dict[str, str]:
+    """An LLM span's prompt attributes from a ``name@version`` ref."""
+    name, _, version = ref.rpartition("@")
+    return {sc.PROMPT_NAME: name or ref, sc.PROMPT_VERSION: version}
 
 
 def route_targets(outputs: Any) -> list[str] | None:

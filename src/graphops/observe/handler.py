@@ -55,6 +55,7 @@ class _Root:
     attempts: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
     cost: float = 0.0
+    prompts: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -67,6 +68,7 @@ class _Open:
     name: str
     model: str = ""
     provider: str = ""
+    prompts: list[str] = field(default_factory=list)  # a node's prompt refs, in use order
 
 
 def _graph_bubble_up() -> type[BaseException]:
@@ -187,6 +189,9 @@ class TelemetryHandler(BaseCallbackHandler):
             return
         assert parent_run_id is not None  # a parent was found
         self._alias[run_id] = self._alias.get(parent_run_id, parent_run_id)
+        prompt = metadata.get(sc.PROMPT_METADATA)
+        if isinstance(prompt, str) and parent.kind == "node":
+            self._used_prompt(parent, prompt)
         if (
             parent.kind == "node"
             and tags
@@ -194,6 +199,15 @@ class TelemetryHandler(BaseCallbackHandler):
         ):
             # a direct child of the node after its body (seq:step:2+) is a conditional edge
             self._route_by[run_id] = name
+
+    def _used_prompt(self, node: _Open, ref: str) -> None:
+        """A prompt template ran in ``node``: record its version on the node and the run."""
+        if ref not in node.prompts:
+            node.prompts.append(ref)
+            node.span.set_attribute(sc.NODE_PROMPTS, node.prompts)
+        root = self._roots.get(node.root)
+        if root is not None and ref not in root.prompts:
+            root.prompts.append(ref)
 
     def _start_root(self, run_id: UUID, name: str, metadata: dict[str, Any]) -> None:
         if name.endswith("UpdateState"):  # graph.update_state(): a state edit, not a run
@@ -251,6 +265,8 @@ class TelemetryHandler(BaseCallbackHandler):
             span = self._open[run_id].span
             span.set_attribute(sc.RUN_TOKENS, root_record.tokens)
             span.set_attribute(sc.RUN_COST_USD, root_record.cost)
+            if root_record.prompts:
+                span.set_attribute(sc.RUN_PROMPTS, root_record.prompts)
         opened = self._end(run_id, error)
         if opened is None:
             return
@@ -302,6 +318,8 @@ class TelemetryHandler(BaseCallbackHandler):
     ) -> None:
         parent = self._parent(parent_run_id)
         provider, model, attrs = genai.chat_request(metadata or {}, invocation_params or {})
+        if parent is not None and parent.prompts:  # the prompt the node formatted last
+            attrs.update(genai.prompt_attributes(parent.prompts[-1]))
         if self.telemetry.capture_content:
             attrs[sc.INPUT_MESSAGES] = self.telemetry.redacted(genai.messages_json(messages))
         opened = self._start(run_id, parent, f"{sc.OP_CHAT} {model}", "llm", attrs, SpanKind.CLIENT)

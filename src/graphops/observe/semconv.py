@@ -57,7 +57,11 @@ GUARD_OUTCOME = "graphops.guard.outcome"
 CACHE_HIT = "graphops.cache.hit"
 BUDGET_LEFT = "graphops.budget.left_s"
 BREAKER_STATE = "graphops.breaker.state"
-PROMPT_VERSION = "graphops.prompt.version"
+PROMPT_NAME = "graphops.prompt.name"  # on an LLM span: the prompt it was sent
+PROMPT_VERSION = "graphops.prompt.version"  # its registry number, or file:<hash>
+NODE_PROMPTS = "graphops.prompts"  # on a node span: every name@version it used
+RUN_PROMPTS = "graphops.run.prompts"  # on the root span: every name@version of the run
+PROMPT_METADATA = "graphops_prompt"  # run metadata a prompt template carries its ref in
 VARIANT = "graphops.variant"
 DEGRADED = "graphops.degraded"
 

@@ -6,8 +6,9 @@ A prompt file is ``prompts/<name>.md``: a YAML front matter (``description``,
 (``{{`` for a literal brace). Declared and used variables must match, so a typo
 fails when the prompt is loaded, not half-way through a run.
 
-The content hash is the prompt's version until the SQL registry (which syncs
-these files) gives it a number.
+A prompt read from a file is identified by its content hash (``route@file:3f2a…``)
+until the SQL registry (:mod:`graphops.prompts.registry`) gives it a number
+(``route@4``).
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from pathlib import Path
 import yaml
 from langchain_core.prompts import ChatPromptTemplate
 
-from graphops.errors import ConfigurationError
+from graphops.errors import ConfigurationError, InvalidInputError
+from graphops.observe.semconv import PROMPT_METADATA
 
-__all__ = ["PromptFile", "PromptLibrary", "parse_prompt"]
+__all__ = ["PROMPT_METADATA_KEY", "PROMPT_NAME", "PromptFile", "PromptLibrary", "parse_prompt"]
 
 _ROLE_LINE = re.compile(r"^\[(system|user|assistant)\]\s*$", re.MULTILINE)
-_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+PROMPT_METADATA_KEY = PROMPT_METADATA
+"""Run metadata key a prompt template carries its ``name@version`` under."""
+PROMPT_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,27 @@ class PromptFile:
     variables: tuple[str, ...]
     messages: tuple[tuple[str, str], ...]
     content_hash: str
+    text: str = ""
+    version: int | None = None  # the registry's number; None for a file not yet published
+
+    @property
+    def ref(self) -> str:
+        """``name@version`` as spans and ``graphops runs`` show it (``name@file:<hash>``)."""
+        return f"{self.name}@{self.version if self.version else 'file:' + self.content_hash}"
 
     def to_chat_prompt(self) -> ChatPromptTemplate:
-        """The LangChain template these messages make."""
+        """The LangChain template these messages make, tagged with :attr:`ref`.
+
+        The tag is run metadata, so the telemetry handler records which prompt
+        version each node and LLM call used.
+        """
         roles = {"user": "human", "assistant": "ai", "system": "system"}
-        return ChatPromptTemplate.from_messages([(roles[r], t) for r, t in self.messages])
+        template = ChatPromptTemplate.from_messages([(roles[r], t) for r, t in self.messages])
+        template.metadata = {PROMPT_METADATA_KEY: self.ref}
+        return template
 
 
-def parse_prompt(name: str, text: str) -> PromptFile:
+def parse_prompt(name: str, text: str, *, version: int | None = None) -> PromptFile:
     """Parse a prompt file's text; a :class:`ConfigurationError` says what is wrong."""
     where = f"prompt {name!r}"
     match = re.match(r"^---\s*\n(.*?)\n---\s*\n", text, re.DOTALL)
@@ -73,6 +90,8 @@ def parse_prompt(name: str, text: str) -> PromptFile:
         variables=declared,
         messages=messages,
         content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest()[:12],
+        text=text,
+        version=version,
     )
     try:
         used = set(prompt.to_chat_prompt().input_variables)
@@ -101,7 +120,7 @@ class PromptLibrary:
 
     def get(self, name: str) -> PromptFile:
         """The prompt called ``name``; a missing one is an error listing those that exist."""
-        if not _NAME.match(name):
+        if not PROMPT_NAME.match(name):
             raise ConfigurationError(f"{name!r} is not a prompt name (lower case, digits, - and _)")
         path = self.directory / f"{name}.md"
         try:
@@ -119,4 +138,14 @@ class PromptLibrary:
         prompt = parse_prompt(name, path.read_text(encoding="utf-8"))
         with self._lock:
             self._cache[name] = (mtime, prompt)
+        return prompt
+
+    def resolve(self, name: str, ref: int | str | None = None) -> PromptFile:
+        """The file's current text; files keep no history, so ``ref`` must be None or its hash."""
+        prompt = self.get(name)
+        if ref is not None and str(ref).removeprefix("file:") != prompt.content_hash:
+            raise InvalidInputError(
+                f"prompt {name!r} version {ref!r}: prompt files keep only their current text "
+                f"({prompt.ref}); earlier versions are in the prompt registry (RegistryPrompts)"
+            )
         return prompt

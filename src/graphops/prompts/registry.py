@@ -1,0 +1,414 @@
+"""The SQL prompt registry: immutable numbered versions, movable labels, an audit log.
+
+Prompt files (``prompts/*.md``) are where prompts are written; the registry is
+where they are kept once used or published, so every run can say exactly which
+text it ran with and any stored run can be re-run with another version.
+
+* A version is immutable: publishing text that is already a version of that
+  prompt returns that version, and nothing ever updates a version's row.
+* A label (``production``, ``staging``, …) points at one version; moving it is the
+  deployment, and :meth:`PromptRegistry.rollback` moves it back to where it
+  pointed before, replaying the audit log as a stack.
+* ``latest`` is not stored: it always means the highest version.
+* Every publish, label move and rollback appends a row to the audit log, in the
+  same transaction as the change it records.
+
+Same tables, same code on SQLite and Postgres (``GRAPHOPS_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from graphops.db.engine import engine_for
+from graphops.db.schema import prompt_audit, prompt_labels, prompt_versions
+from graphops.errors import InvalidInputError, RunError
+from graphops.prompts.files import PROMPT_NAME, PromptFile, PromptLibrary, parse_prompt
+
+__all__ = [
+    "LATEST",
+    "AuditEntry",
+    "PromptRegistry",
+    "PromptVersion",
+    "check_label",
+    "check_name",
+    "default_actor",
+    "parse_ref",
+]
+
+LATEST = "latest"
+"""The label every prompt has without storing it: its highest version."""
+
+_LABEL = re.compile(r"^[a-z][a-z0-9_\-]{0,31}$")
+_PUBLISH_ATTEMPTS = 30  # writers racing for the same next number: the losers retry
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    """One stored version of a prompt."""
+
+    name: str
+    version: int
+    text: str
+    content_hash: str
+    created_ns: int
+    author: str
+    message: str
+    labels: tuple[str, ...] = ()
+
+    def prompt(self) -> PromptFile:
+        """The parsed prompt, carrying this version's number."""
+        return parse_prompt(self.name, self.text, version=self.version)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change to the registry."""
+
+    id: int
+    at_ns: int
+    actor: str
+    action: str  # publish | label | rollback
+    name: str
+    label: str | None
+    version: int | None
+    previous: int | None
+    detail: str
+
+
+def default_actor() -> str:
+    """Who a change is recorded as when nobody says: the OS user."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        return "graphops"
+
+
+def parse_ref(ref: str | int | None) -> int | str | None:
+    """A version reference as given on a command line: a number, a label, or nothing."""
+    if ref is None or isinstance(ref, int):
+        if isinstance(ref, int) and ref < 1:
+            raise InvalidInputError(f"prompt versions start at 1, not {ref}")
+        return ref
+    text = ref.strip()
+    if text.isdigit():
+        return parse_ref(int(text))
+    return check_label(text)
+
+
+def check_label(label: str) -> str:
+    """``label`` if it is a valid label name, else an :class:`InvalidInputError`."""
+    if not _LABEL.match(label):
+        raise InvalidInputError(
+            f"{label!r} is neither a version number nor a label (lower case, digits, - and _)"
+        )
+    return label
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid prompt name, else an :class:`InvalidInputError`."""
+    if not PROMPT_NAME.match(name):
+        raise InvalidInputError(f"{name!r} is not a prompt name (lower case, digits, - and _)")
+    return name
+
+
+class PromptRegistry:
+    """Prompt versions, labels and audit log in graphops' database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = engine_for(url)
+
+    # ---------------------------------------------------------------- writes
+    def publish(self, name: str, text: str, *, author: str, message: str = "") -> PromptVersion:
+        """Store ``text`` as the next version of ``name`` (or return the version it already is).
+
+        The text is parsed first, so a broken template never becomes a version.
+        """
+        check_name(name)
+        parsed = parse_prompt(name, text)
+        for _ in range(_PUBLISH_ATTEMPTS):
+            existing = self._by_hash(name, parsed.content_hash)
+            if existing is not None:
+                return existing
+            try:
+                with self.engine.begin() as connection:
+                    number = 1 + int(
+                        connection.execute(
+                            select(func.coalesce(func.max(prompt_versions.c.version), 0)).where(
+                                prompt_versions.c.name == name
+                            )
+                        ).scalar_one()
+                    )
+                    now = time.time_ns()
+                    connection.execute(
+                        insert(prompt_versions).values(
+                            name=name,
+                            version=number,
+                            text=text,
+                            content_hash=parsed.content_hash,
+                            created_ns=now,
+                            author=author,
+                            message=message,
+                        )
+                    )
+                    self._audit(connection, author, "publish", name, None, number, None, message)
+            except IntegrityError:
+                pass  # another writer took this number, or published the same text
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig):  # SQLite's busy writer; anything else is real
+                    raise
+            else:
+                return PromptVersion(name, number, text, parsed.content_hash, now, author, message)
+            time.sleep(random.uniform(0.001, 0.02))  # de-synchronise the losers
+        raise RunError(f"could not publish prompt {name!r}: too many concurrent writers")
+
+    def sync(
+        self, library: PromptLibrary, *, author: str, label: str | None = None
+    ) -> list[tuple[PromptVersion, bool]]:
+        """Publish every file of ``library``; ``(version, new?)`` per prompt.
+
+        With ``label``, that label is moved to each published version. Every file is
+        parsed before anything is written, so one broken file publishes nothing.
+        """
+        files = {name: library.get(name) for name in library.names()}
+        if label is not None:
+            check_label(label)
+        out = []
+        for name, prompt in files.items():
+            before = self._by_hash(name, prompt.content_hash)
+            version = before or self.publish(
+                name, prompt.text, author=author, message=f"synced from {library.directory}"
+            )
+            if label is not None and self.label_of(name, label) != version.version:
+                self.set_label(name, label, version.version, actor=author)
+            out.append((version, before is None))
+        return out
+
+    def set_label(self, name: str, label: str, version: int, *, actor: str) -> None:
+        """Point ``label`` of ``name`` at ``version``."""
+        self._move(name, label, version, actor=actor, action="label")
+
+    def rollback(self, name: str, label: str = "production", *, actor: str) -> int:
+        """Move ``label`` back to the version it pointed at before; returns that version."""
+        check_name(name)
+        check_label(label)
+        stack = self._label_stack(name, label)
+        if len(stack) < 2:
+            where = f"v{stack[0]}" if stack else "nothing"
+            raise InvalidInputError(
+                f"prompt {name!r} label {label!r} points at {where} and has no earlier version "
+                "to roll back to"
+            )
+        target = stack[-2]
+        self._move(name, label, target, actor=actor, action="rollback")
+        return target
+
+    def _move(self, name: str, label: str, version: int, *, actor: str, action: str) -> None:
+        check_name(name)
+        if check_label(label) == LATEST:
+            raise InvalidInputError("'latest' always means the highest version: it cannot be moved")
+        self.get(name, version)  # exists, or a clear error
+        now = time.time_ns()
+        with self.engine.begin() as connection:
+            current = connection.execute(
+                select(prompt_labels.c.version).where(
+                    prompt_labels.c.name == name, prompt_labels.c.label == label
+                )
+            ).scalar_one_or_none()
+            if current == version:
+                return  # already there: not a move, so nothing to audit or roll back
+            if current is None:
+                connection.execute(
+                    insert(prompt_labels).values(
+                        name=name, label=label, version=version, updated_ns=now
+                    )
+                )
+            else:
+                connection.execute(
+                    update(prompt_labels)
+                    .where(prompt_labels.c.name == name, prompt_labels.c.label == label)
+                    .values(version=version, updated_ns=now)
+                )
+            self._audit(connection, actor, action, name, label, version, current, "")
+
+    @staticmethod
+    def _audit(
+        connection: Connection,
+        actor: str,
+        action: str,
+        name: str,
+        label: str | None,
+        version: int | None,
+        previous: int | None,
+        detail: str,
+    ) -> None:
+        connection.execute(
+            insert(prompt_audit).values(
+                at_ns=time.time_ns(),
+                actor=actor,
+                action=action,
+                name=name,
+                label=label,
+                version=version,
+                previous=previous,
+                detail=detail,
+            )
+        )
+
+    # ---------------------------------------------------------------- reads
+    def get(self, name: str, ref: int | str | None = None) -> PromptVersion:
+        """Version ``ref`` (a number or a label; ``latest`` when None) of ``name``."""
+        check_name(name)
+        ref = parse_ref(ref)
+        if ref is None or ref == LATEST:
+            number = self._latest(name)
+        elif isinstance(ref, int):
+            number = ref
+        else:
+            found = self.label_of(name, ref)
+            if found is None:
+                raise InvalidInputError(
+                    f"prompt {name!r} has no label {ref!r} (labels: "
+                    f"{', '.join(self.labels(name)) or 'none'})"
+                )
+            number = found
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(
+                    select(prompt_versions).where(
+                        prompt_versions.c.name == name, prompt_versions.c.version == number
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise InvalidInputError(
+                f"prompt {name!r} has no version {number} (latest: {self._latest(name)})"
+            )
+        return self._version(row)
+
+    def label_of(self, name: str, label: str) -> int | None:
+        """The version ``label`` points at (None: the label is not set)."""
+        if label == LATEST:
+            return self._latest(name, missing_ok=True) or None
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(prompt_labels.c.version).where(
+                    prompt_labels.c.name == name, prompt_labels.c.label == label
+                )
+            ).scalar_one_or_none()
+        return int(found) if found is not None else None
+
+    def labels(self, name: str) -> dict[str, int]:
+        """Every stored label of ``name`` and the version it points at."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(prompt_labels.c.label, prompt_labels.c.version)
+                .where(prompt_labels.c.name == name)
+                .order_by(prompt_labels.c.label)
+            ).all()
+        return {row.label: int(row.version) for row in rows}
+
+    def names(self) -> list[str]:
+        """Every prompt with at least one version."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(prompt_versions.c.name).distinct().order_by(prompt_versions.c.name)
+            )
+            return [row.name for row in rows]
+
+    def versions(self, name: str) -> list[PromptVersion]:
+        """Every version of ``name``, oldest first, each with the labels on it."""
+        labels = self.labels(check_name(name))
+        with self.engine.connect() as connection:
+            rows = (
+                connection.execute(
+                    select(prompt_versions)
+                    .where(prompt_versions.c.name == name)
+                    .order_by(prompt_versions.c.version)
+                )
+                .mappings()
+                .all()
+            )
+        on: dict[int, list[str]] = {}
+        for label, number in labels.items():
+            on.setdefault(number, []).append(label)
+        return [self._version(row, tuple(on.get(row["version"], ()))) for row in rows]
+
+    def audit(self, name: str | None = None, limit: int = 50) -> list[AuditEntry]:
+        """The newest changes first, of one prompt or of all."""
+        query = select(prompt_audit).order_by(prompt_audit.c.id.desc()).limit(limit)
+        if name is not None:
+            query = query.where(prompt_audit.c.name == check_name(name))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [AuditEntry(**dict(row)) for row in rows]
+
+    def _label_stack(self, name: str, label: str) -> list[int]:
+        """The label's history as a stack: moves push, rollbacks pop."""
+        query = (
+            select(prompt_audit.c.action, prompt_audit.c.version)
+            .where(prompt_audit.c.name == name, prompt_audit.c.label == label)
+            .order_by(prompt_audit.c.id)
+        )
+        stack: list[int] = []
+        with self.engine.connect() as connection:
+            for row in connection.execute(query):
+                if row.action == "rollback":
+                    if stack:
+                        stack.pop()
+                elif row.version is not None:
+                    stack.append(int(row.version))
+        return stack
+
+    def _latest(self, name: str, *, missing_ok: bool = False) -> int:
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(func.max(prompt_versions.c.version)).where(prompt_versions.c.name == name)
+            ).scalar_one()
+        if found is None:
+            if missing_ok:
+                return 0
+            known = ", ".join(self.names()) or "none"
+            raise InvalidInputError(
+                f"no prompt {name!r} in the registry (registered: {known}); "
+                "publish it with 'graphops prompts sync'"
+            )
+        return int(found)
+
+    def _by_hash(self, name: str, content_hash: str) -> PromptVersion | None:
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(
+                    select(prompt_versions).where(
+                        prompt_versions.c.name == name,
+                        prompt_versions.c.content_hash == content_hash,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return self._version(row) if row is not None else None
+
+    @staticmethod
+    def _version(row: Any, labels: tuple[str, ...] = ()) -> PromptVersion:
+        return PromptVersion(
+            name=row["name"],
+            version=int(row["version"]),
+            text=row["text"],
+            content_hash=row["content_hash"],
+            created_ns=int(row["created_ns"]),
+            author=row["author"],
+            message=row["message"],
+            labels=labels,
+        )
