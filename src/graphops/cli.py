@@ -1,4 +1,4 @@
-"""The ``graphops`` command: ``ask`` and ``ingest`` (more commands join as issues land).
+"""The ``graphops`` command: ``ask``, ``ingest``, ``runs``, ``replay``, ``prompts``, ``db``.
 
 Every failure graphops raises on purpose is printed as one line,
 ``graphops: error: …``, with exit code 2 for bad input or configuration
@@ -23,6 +23,7 @@ import anyio
 from graphops.errors import GraphopsError, InvalidInputError, UserError
 from graphops.observe.logs import configure_logging
 from graphops.observe.tree import build_tree, render_tree
+from graphops.prompts.commands import add_parser as add_prompts_parser
 from graphops.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -164,13 +165,9 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
 
 def prepare_database(settings: Settings) -> str:
     """The database URL, its schema checked: the embedded default is created on first use."""
-    from graphops.db import current, require_current, upgrade
+    from graphops.db import prepare
 
-    url = settings.database
-    if settings.database_url is None and current(url) is None:
-        upgrade(url)  # a fresh embedded database: nothing to lose
-    require_current(url)
-    return url
+    return prepare(settings.database, embedded=settings.database_url is None)
 
 
 def _print_ask(result: dict[str, Any], streamed: bool) -> None:
@@ -245,8 +242,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     require_current(settings.database)
     if args.rerun:
         return anyio.run(_run_rerun, args, settings)
-    if args.recorded or args.from_ or args.set:
-        raise InvalidInputError("--from, --set and --recorded go with --rerun")
+    if args.recorded or args.from_ or args.set or args.prompt:
+        raise InvalidInputError("--from, --set, --prompt and --recorded go with --rerun")
     stored = replay(args.thread_id, settings.database)
     print(stored.render())
     if args.html:
@@ -267,14 +264,22 @@ async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
         choose_fork,
         ended_at,
         original_of,
+        parse_prompt_pins,
         parse_updates,
     )
     from graphops.checkpoint.savers import open_checkpointer
     from graphops.models.recorded import RecordedChatModel
+    from graphops.observe.semconv import RUN_PROMPTS
     from graphs.agentic_rag import RagDeps
 
     url, thread = settings.database, args.thread_id
     updates = parse_updates(args.set or [])
+    pins = parse_prompt_pins(args.prompt or [])
+    if pins and args.recorded:
+        raise InvalidInputError(
+            "--recorded answers every LLM call with the original run's outputs, so another "
+            "--prompt version could change nothing: use one or the other"
+        )
     original = original_of((await areplay(thread, url, with_state=False)).runs)
     deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings)
     spans = InMemorySpanExporter()
@@ -284,10 +289,24 @@ async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
         if args.recorded:
             chat = RecordedChatModel.from_spans(original.spans, after_step=fork.step)
             deps = dataclasses.replace(deps, chat=chat)
-        result = await arerun(app_on(deps), thread, original, start=args.from_, updates=updates)
+        result = await arerun(
+            app_on(deps),
+            thread,
+            original,
+            start=args.from_,
+            updates=updates,
+            prompts=pins,
+            prompt_source=deps.prompts,
+        )
         telemetry.shutdown()
-    roots = build_tree(spans.get_finished_spans())
-    result = dataclasses.replace(result, nodes=[n.span.name for r in roots for n in r.children])
+    finished = spans.get_finished_spans()
+    roots = build_tree(finished)
+    used = [s.attributes.get(RUN_PROMPTS) for s in finished if s.parent is None and s.attributes]
+    result = dataclasses.replace(
+        result,
+        nodes=[n.span.name for r in roots for n in r.children],
+        prompts=next((tuple(map(str, u)) for u in used if isinstance(u, Sequence)), ()),
+    )
     how = " with recorded LLM outputs" if args.recorded else ""
     print(
         f"re-run of trace {original.trace_id} from checkpoint {fork.checkpoint_id} "
@@ -325,13 +344,14 @@ def _runs(args: argparse.Namespace, settings: Settings) -> int:
     rows = store.runs(user=args.user, since_ns=since, status=args.status, limit=args.limit)
     print(
         f"{'started (UTC)':<20}{'thread':<38}{'graph':<14}{'status':<8}{'seconds':>9}"
-        f"{'tokens':>8}{'cost $':>10}  user"
+        f"{'tokens':>8}{'cost $':>10}  {'user':<12}prompts"
     )
     for run in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.started_ns / 1e9))
         print(
             f"{started:<20}{run.thread_id or '-':<38}{run.graph:<14}{run.status:<8}"
-            f"{run.seconds:>9.2f}{run.tokens:>8}{run.cost_usd:>10.6f}  {run.user or '-'}"
+            f"{run.seconds:>9.2f}{run.tokens:>8}{run.cost_usd:>10.6f}  {run.user or '-':<12}"
+            + (" ".join(run.prompts) or "-")
         )
     return 0
 
@@ -394,11 +414,19 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="with --rerun: change state first"
     )
     replayed.add_argument(
+        "--prompt",
+        action="append",
+        metavar="NAME=VERSION",
+        help="with --rerun: use this prompt version (or label) from the registry",
+    )
+    replayed.add_argument(
         "--recorded",
         action="store_true",
         help="with --rerun: serve LLM calls from the original run's recorded outputs",
     )
     replayed.set_defaults(handler=_replay)
+
+    add_prompts_parser(commands)
 
     ingest = commands.add_parser("ingest", help="build or update the index from files or URLs")
     ingest.add_argument("targets", nargs="+", metavar="PATH|URL")

@@ -171,6 +171,59 @@ def test_replay_and_a_recorded_rerun(
     assert missing.returncode == 2 and "no stored run for thread 'nobody'" in missing.stderr
 
 
+def test_a_rerun_with_another_prompt_version(
+    tmp_path: Path, local_settings: Settings, docs_index: Path
+) -> None:
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    for source in (ROOT / "prompts").glob("*.md"):
+        (prompts / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    env = {
+        "GRAPHOPS_DATABASE_URL": f"sqlite:///{tmp_path / 'g.sqlite'}",
+        "GRAPHOPS_PROMPTS_DIR": str(prompts),
+    }
+    assert graphops(local_settings, "db", "upgrade", **env).returncode == 0
+    question = "How are chunk ids formed?"
+    asked = graphops(local_settings, "ask", "--thread", "p-1", "--user", "cy", question, **env)
+    assert asked.returncode == 0, asked.stderr
+    listed = graphops(local_settings, "runs", "--user", "cy", **env).stdout.splitlines()
+    assert listed[0].endswith("prompts")
+    assert "route@1" in listed[1] and "answer@1" in listed[1]  # published on first use
+
+    answer = prompts / "answer.md"
+    answer.write_text(
+        answer.read_text(encoding="utf-8").replace(
+            "Be brief: at most four sentences.", "Answer in one sentence, in French."
+        ),
+        encoding="utf-8",
+    )
+    synced = graphops(local_settings, "prompts", "sync", "--actor", "ci", **env)
+    assert "answer: v2 (new)" in synced.stdout.splitlines(), synced.stderr
+
+    unknown = graphops(local_settings, "replay", "p-1", "--rerun", "--prompt", "answer=9", **env)
+    assert unknown.returncode == 2 and "prompt 'answer' has no version 9" in unknown.stderr
+    assert len(graphops(local_settings, "runs", **env).stdout.splitlines()) == 2  # no run added
+
+    rerun = graphops(
+        local_settings,
+        "replay",
+        "p-1",
+        "--rerun",
+        "--from",
+        "generate_answer",
+        "--prompt",
+        "answer=2",
+        **env,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert "(next: generate_answer)" in rerun.stdout
+    change = next(line for line in rerun.stdout.splitlines() if line.startswith("prompts: "))
+    assert change.endswith("→ answer@2")
+    assert "answer@1" in change
+    runs = graphops(local_settings, "runs", **env).stdout.splitlines()
+    assert len(runs) == 3 and "answer@2" in runs[1] and "answer@1" in runs[2]
+
+
 def test_one_url_moves_runs_to_postgres(
     local_settings: Settings, docs_index: Path, postgres_url: str
 ) -> None:
@@ -183,6 +236,8 @@ def test_one_url_moves_runs_to_postgres(
     assert asked.returncode == 0, asked.stderr
     listed = graphops(local_settings, "runs", "--user", "bo", **env)
     assert listed.returncode == 0 and "pg-1" in listed.stdout and " bo" in listed.stdout
+    assert "route@1 respond@1" in listed.stdout  # the prompt registry is in Postgres too
+    assert "route" in graphops(local_settings, "prompts", "list", **env).stdout
     shown = graphops(local_settings, "replay", "pg-1", **env)
     assert shown.returncode == 0, shown.stderr
     assert "├─ guard" in shown.stdout and "[guard: allowed]" in shown.stdout

@@ -14,7 +14,13 @@ from typing_extensions import TypedDict
 
 from graphops.builder import build_observed_graph
 from graphops.checkpoint.replay import areplay
-from graphops.checkpoint.rerun import arerun, choose_fork, original_of, parse_updates
+from graphops.checkpoint.rerun import (
+    arerun,
+    choose_fork,
+    original_of,
+    parse_prompt_pins,
+    parse_updates,
+)
 from graphops.checkpoint.savers import open_checkpointer
 from graphops.db import upgrade
 from graphops.errors import InvalidInputError, RunError
@@ -22,6 +28,7 @@ from graphops.models import ScriptedChatModel
 from graphops.models.recorded import RecordedChatModel
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
+from graphops.prompts import PromptLibrary, PromptRegistry, RegistryPrompts, aprompt
 
 pytestmark = pytest.mark.anyio
 
@@ -163,3 +170,59 @@ async def test_a_second_rerun_forks_the_original_run_not_the_first_rerun(databas
     )
     assert result.state["answer"] == "echo polish: echo why?"  # the original's, recorded
     assert result.state["draft"] == "echo why?"  # forked from the original, not the first re-run
+
+
+def prompt_text(instruction: str) -> str:
+    return f"---\ndescription: polish\nvariables: [draft]\n---\n[user]\n{instruction}: {{draft}}\n"
+
+
+async def test_a_rerun_pins_a_prompt_version_from_the_registry(database: str) -> None:
+    registry = PromptRegistry(database)
+    registry.publish("polish", prompt_text("polish"), author="ana")
+    registry.publish("polish", prompt_text("shorten"), author="ana")
+    registry.set_label("polish", "production", 1, actor="ana")
+    prompts = RegistryPrompts(PromptLibrary(Path("/nonexistent")), registry)
+    chat = ScriptedChatModel(respond=echo)
+
+    async def write(state: QA) -> QA:
+        return {"draft": (await chat.ainvoke(state["question"])).text}
+
+    async def polish(state: QA) -> QA:
+        chain = await aprompt(prompts, "polish") | chat
+        return {"answer": (await chain.ainvoke({"draft": state["draft"]})).text}
+
+    graph = StateGraph(QA)
+    graph.add_node("write", write)
+    graph.add_node("polish", polish)
+    graph.add_edge(START, "write")
+    graph.add_edge("write", "polish")
+    graph.add_edge("polish", END)
+
+    async with open_checkpointer(database) as saver:
+        telemetry = Telemetry(
+            exporters=[saver.span_processor()], metrics=Metrics(CollectorRegistry())
+        )
+        app = build_observed_graph(graph, ops=Ops(telemetry=telemetry), checkpointer=saver)
+        try:
+            config: Any = {"configurable": {"thread_id": "qa-p"}}
+            first = await app.ainvoke({"question": "why?"}, config)
+            assert first["answer"] == "echo polish: echo why?"
+            telemetry.force_flush()
+            original = original_of((await areplay("qa-p", database, with_state=False)).runs)
+            assert original.run is not None and original.run.prompts == ("polish@1",)
+            pins: dict[str, Any] = {"start": "polish", "prompt_source": prompts}
+            with pytest.raises(InvalidInputError, match="has no version 5"):
+                await arerun(app, "qa-p", original, prompts={"polish": 5}, **pins)
+            with pytest.raises(InvalidInputError, match="needs prompt_source="):
+                await arerun(app, "qa-p", original, start="polish", prompts={"polish": 2})
+            result = await arerun(app, "qa-p", original, prompts={"polish": 2}, **pins)
+        finally:
+            telemetry.shutdown()
+    assert result.state["answer"] == "echo shorten: echo why?"
+    runs = (await areplay("qa-p", database, with_state=False)).runs
+    assert [r.run.prompts for r in runs if r.run is not None] == [("polish@1",), ("polish@2",)]
+    diff = dataclasses.replace(result, prompts=("polish@2",)).diff(keys=("answer",))
+    assert "prompts: polish@1 → polish@2" in diff
+    with pytest.raises(InvalidInputError, match="--prompt takes NAME=VERSION"):
+        parse_prompt_pins(["polish"])
+    assert parse_prompt_pins(["polish=2", "write=staging"]) == {"polish": 2, "write": "staging"}

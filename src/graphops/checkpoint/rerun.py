@@ -16,13 +16,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio.to_thread
 from langgraph.errors import InvalidUpdateError
 
 from graphops.checkpoint.replay import ReplayRun
 from graphops.errors import InvalidInputError
 from graphops.observe import semconv as sc
+from graphops.prompts.source import PROMPT_OVERRIDES_KEY, PromptSource
 
-__all__ = ["Fork", "Rerun", "arerun", "choose_fork", "ended_at", "original_of", "parse_updates"]
+__all__ = [
+    "Fork",
+    "Rerun",
+    "arerun",
+    "choose_fork",
+    "ended_at",
+    "original_of",
+    "parse_prompt_pins",
+    "parse_updates",
+]
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,8 @@ class Rerun:
     state: dict[str, Any]
     original_nodes: list[str]
     nodes: list[str]
+    original_prompts: tuple[str, ...] = ()
+    prompts: tuple[str, ...] = ()
 
     def diff(self, keys: tuple[str, ...] = ("answer", "sources")) -> str:
         """What changed: the chosen state keys, then the node sequence."""
@@ -63,6 +76,10 @@ class Rerun:
                     old_text, new_text, "original", "re-run", lineterm="", n=1
                 )
             ]
+        if self.prompts and self.prompts != self.original_prompts:
+            lines.append(
+                f"prompts: {' '.join(self.original_prompts) or '-'} → {' '.join(self.prompts)}"
+            )
         same = self.original_nodes[-len(self.nodes) :] == self.nodes if self.nodes else False
         lines.append("nodes: " + ("same as the original from the fork" if same else "changed"))
         if not same:
@@ -71,6 +88,20 @@ class Rerun:
                 f"  re-run:   {' → '.join(self.nodes)}",
             ]
         return "\n".join(lines)
+
+
+def parse_prompt_pins(pairs: list[str]) -> dict[str, int | str]:
+    """``["answer=3", "route=staging"]`` → ``{"answer": 3, "route": "staging"}``."""
+    from graphops.prompts.registry import check_name, parse_ref
+
+    pins: dict[str, int | str] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        ref = parse_ref(raw) if sep and raw.strip() else None
+        if ref is None:
+            raise InvalidInputError(f"--prompt takes NAME=VERSION (or NAME=LABEL), not {pair!r}")
+        pins[check_name(name.strip())] = ref
+    return pins
 
 
 def parse_updates(pairs: list[str]) -> dict[str, Any]:
@@ -166,8 +197,22 @@ async def arerun(
     *,
     start: str | None = None,
     updates: Mapping[str, Any] | None = None,
+    prompts: Mapping[str, int | str] | None = None,
+    prompt_source: PromptSource | None = None,
 ) -> Rerun:
-    """Fork ``thread_id`` and run ``app`` on from the fork; ``app`` must use the thread's saver."""
+    """Fork ``thread_id`` and run ``app`` on from the fork; ``app`` must use the thread's saver.
+
+    ``prompts`` pins prompt versions for the re-run (``{"answer": 3}``), through the
+    run config that :func:`graphops.prompts.aprompt` reads. Each pin is looked up in
+    ``prompt_source`` (the graph's) first, so an unknown version forks nothing.
+    """
+    if prompts:
+        if prompt_source is None:
+            raise InvalidInputError(
+                "pinning prompts needs prompt_source=, to check the versions before the fork"
+            )
+        for name, ref in prompts.items():
+            await anyio.to_thread.run_sync(prompt_source.resolve, name, ref)
     fork = await choose_fork(app, thread_id, start, before=ended_at(original))
     original_state = await _final_state(app, thread_id, original)
     original_nodes = [
@@ -181,5 +226,19 @@ async def arerun(
             config = await app.aupdate_state(config, dict(updates))
         except (InvalidUpdateError, KeyError, ValueError) as exc:
             raise InvalidInputError(f"--set cannot apply {sorted(updates)}: {exc}") from None
-    state = await app.ainvoke(None, {**config, "metadata": {"replay_of": original.trace_id}})
-    return Rerun(fork, original.trace_id, original_state, dict(state), original_nodes, [])
+    run_config: dict[str, Any] = {**config, "metadata": {"replay_of": original.trace_id}}
+    if prompts:
+        run_config["configurable"] = {
+            **run_config.get("configurable", {}),
+            PROMPT_OVERRIDES_KEY: dict(prompts),
+        }
+    state = await app.ainvoke(None, run_config)
+    return Rerun(
+        fork,
+        original.trace_id,
+        original_state,
+        dict(state),
+        original_nodes,
+        [],
+        original.run.prompts if original.run is not None else (),
+    )

@@ -67,6 +67,7 @@ class RunRow:
     status: str
     tokens: int
     cost_usd: float
+    prompts: tuple[str, ...] = ()  # name@version of every prompt the run used
 
 
 def _plain(value: Any) -> Any:
@@ -199,6 +200,7 @@ def _run_row(row: Any) -> RunRow:
         status=row["status"],
         tokens=int(attrs.get(sc.RUN_TOKENS, 0)),
         cost_usd=float(attrs.get(sc.RUN_COST_USD, 0.0)),
+        prompts=tuple(str(p) for p in attrs.get(sc.RUN_PROMPTS) or ()),
     )
 
 
