@@ -27,8 +27,10 @@ def test_the_migrations_make_exactly_the_tables_the_code_declares(database: str)
         context = MigrationContext.configure(
             connection,
             opts={
-                "include_name": lambda name, kind, _parent: kind != "table"
-                or (name.startswith("graphops_") and name != "graphops_alembic_version")
+                "include_name": lambda name, kind, _parent: (
+                    kind != "table"
+                    or (name.startswith("graphops_") and name != "graphops_alembic_version")
+                )
             },
         )
         assert compare_metadata(context, metadata) == []

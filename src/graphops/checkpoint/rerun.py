@@ -226,7 +226,10 @@ async def arerun(
             config = await app.aupdate_state(config, dict(updates))
         except (InvalidUpdateError, KeyError, ValueError) as exc:
             raise InvalidInputError(f"--set cannot apply {sorted(updates)}: {exc}") from None
-    run_config: dict[str, Any] = {**config, "metadata": {"replay_of": original.trace_id}}
+    metadata = {"replay_of": original.trace_id}
+    if original.run is not None and original.run.user is not None:
+        metadata["user"] = original.run.user  # a re-run is still that user's run
+    run_config: dict[str, Any] = {**config, "metadata": metadata}
     if prompts:
         run_config["configurable"] = {
             **run_config.get("configurable", {}),

@@ -101,15 +101,22 @@ _OUTCOMES = (
     (sc.BUDGET_LEFT, "budget left s"),
     (sc.BREAKER_STATE, "breaker"),
     (sc.DEGRADED, "degraded"),
+    (sc.NODE_PROMPTS, "prompt"),
 )
 
 
 def _outcomes(span: TreeSpan) -> str:
-    """Step outcomes recorded on a span, as ``[guard: allowed, cache hit: False]``."""
+    """Step outcomes and prompt versions of a span: ``[guard: allowed, cache hit: False]``."""
     found = [
-        f"{label}: {span.attributes[key]}" for key, label in _OUTCOMES if key in span.attributes
+        f"{label}: {_shown(span.attributes[key])}"
+        for key, label in _OUTCOMES
+        if key in span.attributes
     ]
     return f" [{', '.join(found)}]" if found else ""
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 def _duration(seconds: float) -> str:
