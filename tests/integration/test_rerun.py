@@ -28,7 +28,13 @@ from graphops.models import ScriptedChatModel
 from graphops.models.recorded import RecordedChatModel
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
-from graphops.prompts import PromptLibrary, PromptRegistry, RegistryPrompts, aprompt
+from graphops.prompts import (
+    PromptLibrary,
+    PromptRegistry,
+    PromptSource,
+    RegistryPrompts,
+    aprompt,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -43,12 +49,17 @@ def echo(messages: list[BaseMessage]) -> str:
     return f"echo {messages[-1].text}"
 
 
-def qa_graph(chat: Any) -> StateGraph[QA]:
+def qa_graph(chat: Any, prompts: PromptSource | None = None) -> StateGraph[QA]:
+    """write → polish; with ``prompts``, polish formats its message with the prompt "polish"."""
+
     async def write(state: QA) -> QA:
         return {"draft": (await chat.ainvoke(state["question"])).text}
 
     async def polish(state: QA) -> QA:
-        return {"answer": (await chat.ainvoke("polish: " + state["draft"])).text}
+        if prompts is None:
+            return {"answer": (await chat.ainvoke("polish: " + state["draft"])).text}
+        chain = await aprompt(prompts, "polish") | chat
+        return {"answer": (await chain.ainvoke({"draft": state["draft"]})).text}
 
     graph = StateGraph(QA)
     graph.add_node("write", write)
@@ -182,21 +193,7 @@ async def test_a_rerun_pins_a_prompt_version_from_the_registry(database: str) ->
     registry.publish("polish", prompt_text("shorten"), author="ana")
     registry.set_label("polish", "production", 1, actor="ana")
     prompts = RegistryPrompts(PromptLibrary(Path("/nonexistent")), registry)
-    chat = ScriptedChatModel(respond=echo)
-
-    async def write(state: QA) -> QA:
-        return {"draft": (await chat.ainvoke(state["question"])).text}
-
-    async def polish(state: QA) -> QA:
-        chain = await aprompt(prompts, "polish") | chat
-        return {"answer": (await chain.ainvoke({"draft": state["draft"]})).text}
-
-    graph = StateGraph(QA)
-    graph.add_node("write", write)
-    graph.add_node("polish", polish)
-    graph.add_edge(START, "write")
-    graph.add_edge("write", "polish")
-    graph.add_edge("polish", END)
+    graph = qa_graph(ScriptedChatModel(respond=echo), prompts)
 
     async with open_checkpointer(database) as saver:
         telemetry = Telemetry(

@@ -51,6 +51,15 @@ def edit(prompts_dir: Path, name: str, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
+def two_versions(prompts_dir: Path, registry: PromptRegistry) -> PromptLibrary:
+    """Every file synced as v1 with production on it, then ``answer`` v2 published unlabelled."""
+    library = PromptLibrary(prompts_dir)
+    registry.sync(library, author="ci", label="production")
+    edit(prompts_dir, "answer", "You answer", "You carefully answer")
+    registry.sync(library, author="ci")
+    return library
+
+
 def test_both_sources_satisfy_the_protocol(prompts_dir: Path, registry: PromptRegistry) -> None:
     assert isinstance(PromptLibrary(prompts_dir), PromptSource)
     assert isinstance(RegistryPrompts(PromptLibrary(prompts_dir), registry), PromptSource)
@@ -82,10 +91,7 @@ def test_an_unlabelled_file_is_published_on_first_use(
 def test_a_label_pins_the_version_whatever_the_file_says(
     prompts_dir: Path, registry: PromptRegistry
 ) -> None:
-    library = PromptLibrary(prompts_dir)
-    registry.sync(library, author="ci", label="production")
-    edit(prompts_dir, "answer", "You answer", "You carefully answer")
-    registry.sync(library, author="ci")  # v2 published, production stays on v1
+    library = two_versions(prompts_dir, registry)  # production stays on v1
     source = RegistryPrompts(library, registry, refresh_s=0)
     assert source.resolve("answer").ref == "answer@1"
     registry.set_label("answer", "production", 2, actor="ci")
@@ -101,10 +107,7 @@ def test_a_label_pins_the_version_whatever_the_file_says(
 def test_label_lookups_are_cached_for_refresh_s(
     prompts_dir: Path, registry: PromptRegistry
 ) -> None:
-    library = PromptLibrary(prompts_dir)
-    registry.sync(library, author="ci", label="production")
-    edit(prompts_dir, "answer", "You answer", "You carefully answer")
-    registry.sync(library, author="ci")
+    library = two_versions(prompts_dir, registry)
     source = RegistryPrompts(library, registry, refresh_s=3600)
     assert source.resolve("answer").ref == "answer@1"
     registry.set_label("answer", "production", 2, actor="ci")
@@ -153,10 +156,7 @@ async def test_spans_record_the_prompt_versions_each_node_and_call_used(
     prompts_dir: Path,
     registry: PromptRegistry,
 ) -> None:
-    library = PromptLibrary(prompts_dir)
-    registry.sync(library, author="ci", label="production")
-    edit(prompts_dir, "answer", "You answer", "You carefully answer")
-    registry.sync(library, author="ci")
+    library = two_versions(prompts_dir, registry)
     chat = ScriptedChatModel(respond=rag_replies)
     app = observed(telemetry, index_dir, RegistryPrompts(library, registry), chat)
 
