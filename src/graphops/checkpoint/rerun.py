@@ -92,7 +92,7 @@ class Rerun:
 
 def parse_prompt_pins(pairs: list[str]) -> dict[str, int | str]:
     """``["answer=3", "route=staging"]`` → ``{"answer": 3, "route": "staging"}``."""
-    from graphops.prompts.registry import check_name, parse_ref
+    from graphops.prompts.refs import check_name, parse_ref
 
     pins: dict[str, int | str] = {}
     for pair in pairs:

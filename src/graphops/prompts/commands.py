@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import difflib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphops.errors import InvalidInputError
-from graphops.prompts.files import PromptLibrary
-from graphops.prompts.registry import PromptRegistry, check_name, default_actor, parse_ref
-from graphops.settings import Settings
+from graphops.prompts.refs import check_name, default_actor, parse_ref
+
+if TYPE_CHECKING:  # the handlers import them: listing commands loads neither
+    from graphops.prompts.registry import PromptRegistry
+    from graphops.settings import Settings
 
 __all__ = ["add_parser"]
 
@@ -64,6 +66,7 @@ def add_parser(commands: Any) -> None:
 
 def _registry(settings: Settings) -> PromptRegistry:
     from graphops.db import prepare
+    from graphops.prompts.registry import PromptRegistry
 
     return PromptRegistry(prepare(settings.database, embedded=settings.database_url is None))
 
@@ -120,6 +123,8 @@ def _diff(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sync(args: argparse.Namespace, settings: Settings) -> int:
+    from graphops.prompts.files import PromptLibrary
+
     registry = _registry(settings)
     library = PromptLibrary(settings.prompts_dir)
     if not library.names():

@@ -24,13 +24,13 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from graphops.errors import ConfigurationError, InvalidInputError
 from graphops.observe.semconv import PROMPT_METADATA
+from graphops.prompts.refs import PROMPT_NAME
 
 __all__ = ["PROMPT_METADATA_KEY", "PROMPT_NAME", "PromptFile", "PromptLibrary", "parse_prompt"]
 
 _ROLE_LINE = re.compile(r"^\[(system|user|assistant)\]\s*$", re.MULTILINE)
 PROMPT_METADATA_KEY = PROMPT_METADATA
 """Run metadata key a prompt template carries its ``name@version`` under."""
-PROMPT_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,7 @@ Same tables, same code on SQLite and Postgres (``GRAPHOPS_DATABASE_URL``).
 
 from __future__ import annotations
 
-import getpass
 import random
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,23 +29,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from graphops.db.engine import engine_for
 from graphops.db.schema import prompt_audit, prompt_labels, prompt_versions
 from graphops.errors import InvalidInputError, RunError
-from graphops.prompts.files import PROMPT_NAME, PromptFile, PromptLibrary, parse_prompt
+from graphops.prompts.files import PromptFile, PromptLibrary, parse_prompt
+from graphops.prompts.refs import LATEST, check_label, check_name, parse_ref
 
-__all__ = [
-    "LATEST",
-    "AuditEntry",
-    "PromptRegistry",
-    "PromptVersion",
-    "check_label",
-    "check_name",
-    "default_actor",
-    "parse_ref",
-]
+__all__ = ["AuditEntry", "PromptRegistry", "PromptVersion"]
 
-LATEST = "latest"
-"""The label every prompt has without storing it: its highest version."""
-
-_LABEL = re.compile(r"^[a-z][a-z0-9_\-]{0,31}$")
 _PUBLISH_ATTEMPTS = 30  # writers racing for the same next number: the losers retry
 
 
@@ -82,42 +68,6 @@ class AuditEntry:
     version: int | None
     previous: int | None
     detail: str
-
-
-def default_actor() -> str:
-    """Who a change is recorded as when nobody says: the OS user."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user name in a bare container
-        return "graphops"
-
-
-def parse_ref(ref: str | int | None) -> int | str | None:
-    """A version reference as given on a command line: a number, a label, or nothing."""
-    if ref is None or isinstance(ref, int):
-        if isinstance(ref, int) and ref < 1:
-            raise InvalidInputError(f"prompt versions start at 1, not {ref}")
-        return ref
-    text = ref.strip()
-    if text.isdigit():
-        return parse_ref(int(text))
-    return check_label(text)
-
-
-def check_label(label: str) -> str:
-    """``label`` if it is a valid label name, else an :class:`InvalidInputError`."""
-    if not _LABEL.match(label):
-        raise InvalidInputError(
-            f"{label!r} is neither a version number nor a label (lower case, digits, - and _)"
-        )
-    return label
-
-
-def check_name(name: str) -> str:
-    """``name`` if it is a valid prompt name, else an :class:`InvalidInputError`."""
-    if not PROMPT_NAME.match(name):
-        raise InvalidInputError(f"{name!r} is not a prompt name (lower case, digits, - and _)")
-    return name
 
 
 class PromptRegistry:

@@ -28,7 +28,8 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from graphops.errors import InvalidInputError
 from graphops.prompts.files import PromptFile, PromptLibrary
-from graphops.prompts.registry import PromptRegistry, check_name, default_actor, parse_ref
+from graphops.prompts.refs import check_name, default_actor, parse_ref
+from graphops.prompts.registry import PromptRegistry
 
 __all__ = [
     "PROMPT_OVERRIDES_KEY",
