@@ -191,3 +191,15 @@ async def test_spans_record_the_prompt_versions_each_node_and_call_used(
     )
     # the pinned version's text is what the model was sent
     assert "You carefully answer" in chat.calls[-1][0].text
+
+
+def test_a_registry_that_stops_answering_is_a_clear_run_error(prompts_dir: Path) -> None:
+    from graphops.errors import RunError
+
+    unreachable = PromptRegistry("postgresql://postgres:secret@127.0.0.1:1/nowhere")
+    source = RegistryPrompts(PromptLibrary(prompts_dir), unreachable)
+    with pytest.raises(
+        RunError, match=r"cannot reach the database at .*127\.0\.0\.1:1/nowhere"
+    ) as e:
+        source.resolve("answer")
+    assert "secret" not in str(e.value)

@@ -8,15 +8,17 @@ is created per URL and reused, never at import time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
-from graphops.errors import ConfigurationError
+from graphops.errors import ConfigurationError, RunError
 
-__all__ = ["engine_for", "sqlalchemy_url"]
+__all__ = ["engine_for", "reaching", "safe_url", "sqlalchemy_url"]
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -67,3 +69,17 @@ def engine_for(url: str) -> Engine:
                 event.listen(engine, "connect", _sqlite_pragmas)
             _engines[target] = engine
         return engine
+
+
+def safe_url(url: str) -> str:
+    """``url`` as it may be printed: the password hidden."""
+    return make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
+
+
+@contextmanager
+def reaching(url: str) -> Iterator[None]:
+    """Turn "the database did not answer" into a :class:`RunError` naming it (no password)."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise RunError(f"cannot reach the database at {safe_url(url)}: {exc.orig}") from None

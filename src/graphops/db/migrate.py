@@ -13,9 +13,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from graphops.db.engine import engine_for, sqlalchemy_url
+from graphops.db.engine import engine_for, reaching, safe_url, sqlalchemy_url
 from graphops.errors import ConfigurationError, RunError
 
 __all__ = [
@@ -56,12 +56,9 @@ def head() -> str:
 
 def current(url: str) -> str | None:
     """The schema revision of the database at ``url`` (None: no graphops tables yet)."""
-    try:
-        with engine_for(url).connect() as connection:
-            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-            return context.get_current_revision()
-    except OperationalError as exc:
-        raise RunError(f"cannot reach the database at {_safe(url)}: {exc.orig}") from None
+    with reaching(url), engine_for(url).connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -76,9 +73,8 @@ def downgrade(url: str, revision: str = "-1") -> None:
 
 def _run(action: object, url: str, revision: str) -> None:
     try:
-        action(_config(url), revision)  # type: ignore[operator]
-    except OperationalError as exc:
-        raise RunError(f"cannot reach the database at {_safe(url)}: {exc.orig}") from None
+        with reaching(url):
+            action(_config(url), revision)  # type: ignore[operator]
     except SQLAlchemyError as exc:
         raise RunError(f"migration to {revision} failed: {exc}") from None
 
@@ -88,7 +84,7 @@ def require_current(url: str) -> None:
     found, wanted = current(url), head()
     if found != wanted:
         raise ConfigurationError(
-            f"the database at {_safe(url)} has graphops schema {found or 'none'}, this graphops "
+            f"the database at {safe_url(url)} has graphops schema {found or 'none'}, this graphops "
             f"needs {wanted}: run 'graphops db upgrade'"
         )
 
@@ -103,9 +99,3 @@ def prepare(url: str, *, embedded: bool) -> str:
         upgrade(url)  # a fresh embedded database: nothing to lose
     require_current(url)
     return url
-
-
-def _safe(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)

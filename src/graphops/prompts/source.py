@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import anyio.to_thread
 from langchain_core.prompts import ChatPromptTemplate
 
+from graphops.db.engine import reaching
 from graphops.errors import InvalidInputError
 from graphops.prompts.files import PromptFile, PromptLibrary
 from graphops.prompts.refs import check_name, default_actor, parse_ref
@@ -108,7 +109,14 @@ class RegistryPrompts:
         self._lock = threading.Lock()
 
     def resolve(self, name: str, ref: int | str | None = None) -> PromptFile:
-        """``ref`` from the registry; else the label's version; else the file (published)."""
+        """``ref`` from the registry; else the label's version; else the file (published).
+
+        A database that stops answering is a :class:`~graphops.errors.RunError` naming it.
+        """
+        with reaching(self.registry.url):
+            return self._resolve(name, ref)
+
+    def _resolve(self, name: str, ref: int | str | None) -> PromptFile:
         if ref is not None:
             parsed = parse_ref(ref)
             number = parsed if isinstance(parsed, int) else None
