@@ -9,7 +9,6 @@ keep their traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -20,10 +19,11 @@ from typing import Any
 
 import anyio
 
+from graphops.commands.prompts import add_parser as add_prompts_parser
+from graphops.commands.runs import add_parser as add_runs_parsers
 from graphops.errors import GraphopsError, InvalidInputError, UserError
 from graphops.observe.logs import configure_logging
 from graphops.observe.tree import build_tree, render_tree
-from graphops.prompts.commands import add_parser as add_prompts_parser
 from graphops.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -53,50 +53,12 @@ def _read_question(raw: str) -> str:
         raise InvalidInputError("the question on standard input is not UTF-8") from None
 
 
-def _observed_reference(
-    settings: Settings, saver: Any, spans: Any
-) -> tuple[Any, Callable[[Any], Any]]:
-    """The CLI's telemetry and a builder of the observed reference graph on given deps.
-
-    Spans go to ``spans`` (the tree printed after a run), the span store, and the
-    exporters ``GRAPHOPS_TRACES_EXPORTER`` names; embeddings are wrapped so their
-    calls are spans too (they fire no LangChain callbacks).
-    """
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
-    from graphops.builder import build_observed_graph
-    from graphops.observe import Telemetry
-    from graphops.observe.tracing import exporters_named
-    from graphops.ops import CachePolicy, GuardPolicy, Ops
-    from graphs.agentic_rag import RagDeps, build_agentic_rag
-
-    telemetry = Telemetry(
-        exporters=[
-            SimpleSpanProcessor(spans),
-            saver.span_processor(),
-            *exporters_named(settings.traces_exporter),
-        ],
-        capture_content=settings.capture_content,
-    )
-
-    def app_on(deps: RagDeps) -> Any:
-        embeddings = telemetry.embeddings(deps.retriever.embeddings)  # type: ignore[attr-defined]
-        retriever = deps.retriever.model_copy(update={"embeddings": embeddings})
-        return build_observed_graph(
-            build_agentic_rag(dataclasses.replace(deps, retriever=retriever)),
-            ops=Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry),
-            checkpointer=saver,
-            name="agentic_rag",
-        )
-
-    return telemetry, app_on
-
-
 async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from langchain_core.messages import AIMessageChunk
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from graphops.checkpoint.savers import open_checkpointer
+    from graphops.commands.reference import observed_reference
     from graphops.validation import validate_question
     from graphs.agentic_rag import RagDeps
 
@@ -120,7 +82,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     started = time.perf_counter()
     spans = InMemorySpanExporter()  # this run's spans, for the tree printed below
     async with open_checkpointer(url) as saver:
-        telemetry, app_on = _observed_reference(settings, saver, spans)
+        telemetry, app_on = observed_reference(settings, saver, spans)
         app = app_on(deps)
         if args.resume and not (await app.aget_state(config)).next:
             raise InvalidInputError(f"thread {thread} has nothing to resume")
@@ -233,129 +195,6 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
-    from graphops.checkpoint.replay import replay
-    from graphops.db import require_current
-
-    require_current(settings.database)
-    if args.rerun:
-        return anyio.run(_run_rerun, args, settings)
-    if args.recorded or args.from_ or args.set or args.prompt:
-        raise InvalidInputError("--from, --set, --prompt and --recorded go with --rerun")
-    stored = replay(args.thread_id, settings.database)
-    print(stored.render())
-    if args.html:
-        try:
-            Path(args.html).write_text(stored.html(), encoding="utf-8")
-        except OSError as exc:
-            raise InvalidInputError(f"cannot write {args.html}: {exc.strerror or exc}") from None
-        print(f"\ntimeline written to {args.html}")
-    return 0
-
-
-async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from graphops.checkpoint.replay import areplay
-    from graphops.checkpoint.rerun import (
-        arerun,
-        choose_fork,
-        ended_at,
-        original_of,
-        parse_prompt_pins,
-        parse_updates,
-    )
-    from graphops.checkpoint.savers import open_checkpointer
-    from graphops.models.recorded import RecordedChatModel
-    from graphops.observe.semconv import RUN_PROMPTS
-    from graphs.agentic_rag import RagDeps
-
-    url, thread = settings.database, args.thread_id
-    updates = parse_updates(args.set or [])
-    pins = parse_prompt_pins(args.prompt or [])
-    if pins and args.recorded:
-        raise InvalidInputError(
-            "--recorded answers every LLM call with the original run's outputs, so another "
-            "--prompt version could change nothing: use one or the other"
-        )
-    original = original_of((await areplay(thread, url, with_state=False)).runs)
-    deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings)
-    spans = InMemorySpanExporter()
-    async with open_checkpointer(url) as saver:
-        telemetry, app_on = _observed_reference(settings, saver, spans)
-        fork = await choose_fork(app_on(deps), thread, args.from_, before=ended_at(original))
-        if args.recorded:
-            chat = RecordedChatModel.from_spans(original.spans, after_step=fork.step)
-            deps = dataclasses.replace(deps, chat=chat)
-        result = await arerun(
-            app_on(deps),
-            thread,
-            original,
-            start=args.from_,
-            updates=updates,
-            prompts=pins,
-            prompt_source=deps.prompts,
-        )
-        telemetry.shutdown()
-    finished = spans.get_finished_spans()
-    roots = build_tree(finished)
-    used = [s.attributes.get(RUN_PROMPTS) for s in finished if s.parent is None and s.attributes]
-    result = dataclasses.replace(
-        result,
-        nodes=[n.span.name for r in roots for n in r.children],
-        prompts=next((tuple(map(str, u)) for u in used if isinstance(u, Sequence)), ()),
-    )
-    how = " with recorded LLM outputs" if args.recorded else ""
-    print(
-        f"re-run of trace {original.trace_id} from checkpoint {fork.checkpoint_id} "
-        f"(next: {', '.join(fork.next) or '-'}){how}"
-    )
-    print(render_tree(roots))
-    print()
-    print(result.diff())
-    return 0
-
-
-def _since(text: str) -> int:
-    """``30d``, ``12h``, ``45m`` → a time in ns since the epoch that long ago."""
-    units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise InvalidInputError(f"{text!r} is not a duration: use e.g. 30d, 12h, 45m")
-    return time.time_ns() - int(text[:-1]) * units[text[-1]] * 1_000_000_000
-
-
-def _runs(args: argparse.Namespace, settings: Settings) -> int:
-    from graphops.checkpoint import SqlSpanStore
-    from graphops.db import require_current
-
-    require_current(settings.database)
-    if args.action == "prune":
-        if not args.older_than:
-            raise InvalidInputError("runs prune needs --older-than (e.g. 30d)")
-        from graphops.checkpoint.savers import prune
-
-        threads, spans = anyio.run(prune, settings.database, _since(args.older_than))
-        print(f"deleted {threads} thread(s) with their checkpoints, {spans} span(s)")
-        return 0
-    store = SqlSpanStore(settings.database)
-    since = _since(args.since) if args.since else None
-    rows = store.runs(user=args.user, since_ns=since, status=args.status, limit=args.limit)
-    print(
-        f"{'started (UTC)':<20}{'thread':<38}{'graph':<14}{'status':<8}{'seconds':>9}"
-        f"{'tokens':>8}{'cost $':>10}  {'user':<12}prompts"
-    )
-    for run in rows:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.started_ns / 1e9))
-        print(
-            f"{started:<20}{run.thread_id or '-':<38}{run.graph:<14}{run.status:<8}"
-            f"{run.seconds:>9.2f}{run.tokens:>8}{run.cost_usd:>10.6f}  {run.user or '-':<12}"
-            + (" ".join(run.prompts) or "-")
-        )
-    return 0
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so usage errors share one error path."""
 
@@ -389,43 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     database.add_argument("revision", nargs="?", help="target revision (head, -1, 0001, base)")
     database.set_defaults(handler=_db)
 
-    runs = commands.add_parser("runs", help="list stored runs, newest first, or prune old ones")
-    runs.add_argument("action", nargs="?", choices=["list", "prune"], default="list")
-    runs.add_argument("--older-than", help="with prune: delete runs older than this (30d)")
-    runs.add_argument("--user", help="only this user's runs")
-    runs.add_argument("--since", help="only runs started within this long (30d, 12h, 45m)")
-    runs.add_argument("--status", choices=["ok", "error"], help="only runs that ended so")
-    runs.add_argument("--limit", type=int, default=50)
-    runs.set_defaults(handler=_runs)
-
-    replayed = commands.add_parser("replay", help="show a stored thread: spans and state")
-    replayed.add_argument("thread_id")
-    replayed.add_argument("--html", metavar="FILE", help="also write a timeline page")
-    replayed.add_argument(
-        "--rerun", action="store_true", help="run the thread again from a checkpoint (a fork)"
-    )
-    replayed.add_argument(
-        "--from",
-        dest="from_",
-        metavar="NODE|CHECKPOINT",
-        help="with --rerun: fork before this node, or at this checkpoint id",
-    )
-    replayed.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="with --rerun: change state first"
-    )
-    replayed.add_argument(
-        "--prompt",
-        action="append",
-        metavar="NAME=VERSION",
-        help="with --rerun: use this prompt version (or label) from the registry",
-    )
-    replayed.add_argument(
-        "--recorded",
-        action="store_true",
-        help="with --rerun: serve LLM calls from the original run's recorded outputs",
-    )
-    replayed.set_defaults(handler=_replay)
-
+    add_runs_parsers(commands)
     add_prompts_parser(commands)
 
     ingest = commands.add_parser("ingest", help="build or update the index from files or URLs")

@@ -1,0 +1,1 @@
+"""The ``graphops`` command's subcommand groups, one module each; ``graphops.cli`` wires them."""
