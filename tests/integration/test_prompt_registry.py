@@ -161,3 +161,34 @@ def test_concurrent_publishers_get_distinct_numbers(database: str) -> None:
         thread.join()
     assert errors == []
     assert sorted(numbers) == list(range(1, 9))
+
+
+def test_concurrent_rollbacks_each_go_back_one_move(database: str) -> None:
+    registry = PromptRegistry(database)
+    for i in range(1, 6):
+        registry.publish("answer", text(f"V{i} {{question}}"), author="ana")
+        registry.set_label("answer", "production", i, actor="ana")
+    errors: list[BaseException] = []
+    targets: list[int] = []
+    lock = threading.Lock()
+
+    def rollback() -> None:
+        try:
+            target = registry.rollback("answer", actor="t")
+            with lock:
+                targets.append(target)
+        except BaseException as exc:  # collected, so the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rollback) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(targets) == [2, 3, 4]  # 5 → 4 → 3 → 2, never twice from the same version
+    assert registry.label_of("answer", "production") == 2
+    rollbacks = [
+        (e.previous, e.version) for e in registry.audit("answer") if e.action == "rollback"
+    ]
+    assert sorted(rollbacks) == [(3, 2), (4, 3), (5, 4)]

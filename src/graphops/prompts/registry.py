@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +36,7 @@ from graphops.prompts.refs import LATEST, check_label, check_name, parse_ref
 
 __all__ = ["AuditEntry", "PromptRegistry", "PromptVersion"]
 
-_PUBLISH_ATTEMPTS = 30  # writers racing for the same next number: the losers retry
+_ATTEMPTS = 30  # writers racing for the same next number: the losers retry
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,12 @@ class PromptRegistry:
         """
         check_name(name)
         parsed = parse_prompt(name, text)
-        for _ in range(_PUBLISH_ATTEMPTS):
+        for _ in range(_ATTEMPTS):
             existing = self._by_hash(name, parsed.content_hash)
             if existing is not None:
                 return existing
             try:
-                with self.engine.begin() as connection:
+                with self._writing() as connection:
                     number = 1 + int(
                         connection.execute(
                             select(func.coalesce(func.max(prompt_versions.c.version), 0)).where(
@@ -145,37 +147,53 @@ class PromptRegistry:
 
     def set_label(self, name: str, label: str, version: int, *, actor: str) -> None:
         """Point ``label`` of ``name`` at ``version``."""
-        self._move(name, label, version, actor=actor, action="label")
+        self.get(name, version)  # exists, or a clear error
+        self._move(name, label, actor=actor, target=version)
 
     def rollback(self, name: str, label: str = "production", *, actor: str) -> int:
         """Move ``label`` back to the version it pointed at before; returns that version."""
-        check_name(name)
-        check_label(label)
-        stack = self._label_stack(name, label)
-        if len(stack) < 2:
-            where = f"v{stack[0]}" if stack else "nothing"
-            raise InvalidInputError(
-                f"prompt {name!r} label {label!r} points at {where} and has no earlier version "
-                "to roll back to"
-            )
-        target = stack[-2]
-        self._move(name, label, target, actor=actor, action="rollback")
-        return target
+        return self._move(name, label, actor=actor, target=None)
 
-    def _move(self, name: str, label: str, version: int, *, actor: str, action: str) -> None:
+    def _move(self, name: str, label: str, *, actor: str, target: int | None) -> int:
+        """Move ``label`` to ``target``, or roll it back when ``target`` is None.
+
+        The label row is locked (``FOR UPDATE`` on Postgres) and the history is read
+        in the same transaction, so two concurrent changes cannot both roll back
+        from the same version; SQLite refuses the second writer, which retries.
+        """
         check_name(name)
         if check_label(label) == LATEST:
             raise InvalidInputError("'latest' always means the highest version: it cannot be moved")
-        self.get(name, version)  # exists, or a clear error
+        for _ in range(_ATTEMPTS):
+            try:
+                return self._move_once(name, label, actor=actor, target=target)
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig):  # SQLite's busy writer; anything else is real
+                    raise
+            time.sleep(random.uniform(0.001, 0.02))
+        raise RunError(f"could not move label {label!r} of {name!r}: too many concurrent writers")
+
+    def _move_once(self, name: str, label: str, *, actor: str, target: int | None) -> int:
         now = time.time_ns()
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             current = connection.execute(
-                select(prompt_labels.c.version).where(
-                    prompt_labels.c.name == name, prompt_labels.c.label == label
-                )
+                select(prompt_labels.c.version)
+                .where(prompt_labels.c.name == name, prompt_labels.c.label == label)
+                .with_for_update()
             ).scalar_one_or_none()
+            if target is None:
+                stack = self._label_stack(connection, name, label)
+                if len(stack) < 2:
+                    where = f"v{stack[0]}" if stack else "nothing"
+                    raise InvalidInputError(
+                        f"prompt {name!r} label {label!r} points at {where} and has no earlier "
+                        "version to roll back to"
+                    )
+                version, action = stack[-2], "rollback"
+            else:
+                version, action = target, "label"
             if current == version:
-                return  # already there: not a move, so nothing to audit or roll back
+                return version  # already there: not a move, so nothing to audit or roll back
             if current is None:
                 connection.execute(
                     insert(prompt_labels).values(
@@ -189,6 +207,20 @@ class PromptRegistry:
                     .values(version=version, updated_ns=now)
                 )
             self._audit(connection, actor, action, name, label, version, current, "")
+        return version
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction whose reads are part of it.
+
+        SQLite's Python driver starts its transaction only at the first write, so the
+        reads before it would see a stale state: ``BEGIN IMMEDIATE`` takes the write
+        lock first (waiting for the busy timeout), as ``FOR UPDATE`` does on Postgres.
+        """
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
 
     @staticmethod
     def _audit(
@@ -304,7 +336,8 @@ class PromptRegistry:
             rows = connection.execute(query).mappings().all()
         return [AuditEntry(**dict(row)) for row in rows]
 
-    def _label_stack(self, name: str, label: str) -> list[int]:
+    @staticmethod
+    def _label_stack(connection: Connection, name: str, label: str) -> list[int]:
         """The label's history as a stack: moves push, rollbacks pop."""
         query = (
             select(prompt_audit.c.action, prompt_audit.c.version)
@@ -312,13 +345,12 @@ class PromptRegistry:
             .order_by(prompt_audit.c.id)
         )
         stack: list[int] = []
-        with self.engine.connect() as connection:
-            for row in connection.execute(query):
-                if row.action == "rollback":
-                    if stack:
-                        stack.pop()
-                elif row.version is not None:
-                    stack.append(int(row.version))
+        for row in connection.execute(query):
+            if row.action == "rollback":
+                if stack:
+                    stack.pop()
+            elif row.version is not None:
+                stack.append(int(row.version))
         return stack
 
     def _latest(self, name: str, *, missing_ok: bool = False) -> int:
