@@ -22,6 +22,7 @@ from langgraph.errors import InvalidUpdateError
 from graphops.checkpoint.replay import ReplayRun
 from graphops.errors import InvalidInputError
 from graphops.observe import semconv as sc
+from graphops.prompts.refs import check_name, parse_ref
 from graphops.prompts.source import PROMPT_OVERRIDES_KEY, PromptSource
 
 __all__ = [
@@ -92,8 +93,6 @@ class Rerun:
 
 def parse_prompt_pins(pairs: list[str]) -> dict[str, int | str]:
     """``["answer=3", "route=staging"]`` → ``{"answer": 3, "route": "staging"}``."""
-    from graphops.prompts.refs import check_name, parse_ref
-
     pins: dict[str, int | str] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
