@@ -138,9 +138,7 @@ class RagDeps:
         from graphops.models import make_chat_model, make_embeddings
         from graphops.prompts import PromptLibrary, PromptRegistry, RegistryPrompts
 
-        registry = PromptRegistry(
-            prepare(settings.database, embedded=settings.database_url is None)
-        )
+        registry = PromptRegistry(prepare(settings))
         embeddings = make_embeddings(settings)
         ensure_index(settings, embeddings, progress)
         return cls(

@@ -71,7 +71,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
             raise InvalidInputError("ask needs a question (or --thread ID --resume)")
         question = validate_question(_read_question(args.question), settings.max_question_chars)
         payload = {"question": question}
-    url = prepare_database(settings)
+    url = settings.database  # RagDeps.from_settings checks its schema (creating the embedded one)
     update, close = _progress("indexing " + ", ".join(settings.corpus) + " (first run)")
     try:
         deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings, update)
@@ -123,13 +123,6 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         "trace_id": trace_id,
         "trace": render_tree(roots),
     }
-
-
-def prepare_database(settings: Settings) -> str:
-    """The database URL, its schema checked: the embedded default is created on first use."""
-    from graphops.db import prepare
-
-    return prepare(settings.database, embedded=settings.database_url is None)
 
 
 def _print_ask(result: dict[str, Any], streamed: bool) -> None:

@@ -68,7 +68,7 @@ def _registry(settings: Settings) -> PromptRegistry:
     from graphops.db import prepare
     from graphops.prompts.registry import PromptRegistry
 
-    return PromptRegistry(prepare(settings.database, embedded=settings.database_url is None))
+    return PromptRegistry(prepare(settings))
 
 
 def _when(ns: int) -> str:

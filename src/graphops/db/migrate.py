@@ -8,6 +8,7 @@ that fixes it, instead of failing later on a missing column.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from graphops.db.engine import engine_for, reaching, safe_url, sqlalchemy_url
 from graphops.errors import ConfigurationError, RunError
+
+if TYPE_CHECKING:
+    from graphops.settings import Settings
 
 __all__ = [
     "current",
@@ -81,7 +85,11 @@ def _run(action: object, url: str, revision: str) -> None:
 
 def require_current(url: str) -> None:
     """Refuse to run against a database whose schema is not this graphops' head."""
-    found, wanted = current(url), head()
+    _require(url, current(url))
+
+
+def _require(url: str, found: str | None) -> None:
+    wanted = head()
     if found != wanted:
         raise ConfigurationError(
             f"the database at {safe_url(url)} has graphops schema {found or 'none'}, this graphops "
@@ -89,13 +97,17 @@ def require_current(url: str) -> None:
         )
 
 
-def prepare(url: str, *, embedded: bool) -> str:
-    """``url``, its schema checked; an ``embedded`` default database is created on first use.
+def prepare(settings: Settings) -> str:
+    """The database URL in force, its schema checked; the embedded default is created on first use.
 
-    Only graphops' own embedded file is migrated without asking: a configured
-    database belongs to its operator, who runs ``graphops db upgrade``.
+    Only graphops' own embedded file (no ``GRAPHOPS_DATABASE_URL``) is migrated
+    without asking: a configured database belongs to its operator, who runs
+    ``graphops db upgrade``.
     """
-    if embedded and current(url) is None:
+    url = settings.database
+    found = current(url)
+    if settings.database_url is None and found is None:
         upgrade(url)  # a fresh embedded database: nothing to lose
-    require_current(url)
+        found = current(url)
+    _require(url, found)
     return url
