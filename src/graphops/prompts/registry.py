@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -36,7 +36,8 @@ from graphops.prompts.refs import LATEST, check_label, check_name, parse_ref
 
 __all__ = ["AuditEntry", "PromptRegistry", "PromptVersion"]
 
-_ATTEMPTS = 30  # writers racing for the same next number: the losers retry
+_ATTEMPTS = 30  # writers racing for the same row: the losers retry
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -85,43 +86,43 @@ class PromptRegistry:
 
         The text is parsed first, so a broken template never becomes a version.
         """
+        return self._publish(name, text, author=author, message=message)[0]
+
+    def _publish(
+        self, name: str, text: str, *, author: str, message: str
+    ) -> tuple[PromptVersion, bool]:
+        """:meth:`publish`, also saying whether the version is new."""
         check_name(name)
-        parsed = parse_prompt(name, text)
-        for _ in range(_ATTEMPTS):
-            existing = self._by_hash(name, parsed.content_hash)
+        content_hash = parse_prompt(name, text).content_hash
+
+        def attempt() -> tuple[PromptVersion, bool]:
+            existing = self._by_hash(name, content_hash)
             if existing is not None:
-                return existing
-            try:
-                with self._writing() as connection:
-                    number = 1 + int(
-                        connection.execute(
-                            select(func.coalesce(func.max(prompt_versions.c.version), 0)).where(
-                                prompt_versions.c.name == name
-                            )
-                        ).scalar_one()
-                    )
-                    now = time.time_ns()
+                return existing, False
+            with self._writing() as connection:
+                number = 1 + int(
                     connection.execute(
-                        insert(prompt_versions).values(
-                            name=name,
-                            version=number,
-                            text=text,
-                            content_hash=parsed.content_hash,
-                            created_ns=now,
-                            author=author,
-                            message=message,
+                        select(func.coalesce(func.max(prompt_versions.c.version), 0)).where(
+                            prompt_versions.c.name == name
                         )
+                    ).scalar_one()
+                )
+                now = time.time_ns()
+                connection.execute(
+                    insert(prompt_versions).values(
+                        name=name,
+                        version=number,
+                        text=text,
+                        content_hash=content_hash,
+                        created_ns=now,
+                        author=author,
+                        message=message,
                     )
-                    self._audit(connection, author, "publish", name, None, number, None, message)
-            except IntegrityError:
-                pass  # another writer took this number, or published the same text
-            except OperationalError as exc:
-                if "locked" not in str(exc.orig):  # SQLite's busy writer; anything else is real
-                    raise
-            else:
-                return PromptVersion(name, number, text, parsed.content_hash, now, author, message)
-            time.sleep(random.uniform(0.001, 0.02))  # de-synchronise the losers
-        raise RunError(f"could not publish prompt {name!r}: too many concurrent writers")
+                )
+                self._audit(connection, author, "publish", name, None, number, None, message)
+            return PromptVersion(name, number, text, content_hash, now, author, message), True
+
+        return self._retrying(attempt, f"publish prompt {name!r}")
 
     def sync(
         self, library: PromptLibrary, *, author: str, label: str | None = None
@@ -136,13 +137,12 @@ class PromptRegistry:
             check_label(label)
         out = []
         for name, prompt in files.items():
-            before = self._by_hash(name, prompt.content_hash)
-            version = before or self.publish(
+            version, new = self._publish(
                 name, prompt.text, author=author, message=f"synced from {library.directory}"
             )
             if label is not None and self.label_of(name, label) != version.version:
                 self.set_label(name, label, version.version, actor=author)
-            out.append((version, before is None))
+            out.append((version, new))
         return out
 
     def set_label(self, name: str, label: str, version: int, *, actor: str) -> None:
@@ -164,14 +164,28 @@ class PromptRegistry:
         check_name(name)
         if check_label(label) == LATEST:
             raise InvalidInputError("'latest' always means the highest version: it cannot be moved")
+        return self._retrying(
+            lambda: self._move_once(name, label, actor=actor, target=target),
+            f"move label {label!r} of {name!r}",
+        )
+
+    @staticmethod
+    def _retrying(attempt: Callable[[], _T], what: str) -> _T:
+        """Run ``attempt`` again while concurrent writers get in its way.
+
+        A unique key taken first by another writer (the next version number, the
+        same text, a label's first row) or SQLite's busy writer means: look again.
+        """
         for _ in range(_ATTEMPTS):
             try:
-                return self._move_once(name, label, actor=actor, target=target)
+                return attempt()
+            except IntegrityError:
+                pass
             except OperationalError as exc:
-                if "locked" not in str(exc.orig):  # SQLite's busy writer; anything else is real
+                if "locked" not in str(exc.orig):  # anything but SQLite's busy writer is real
                     raise
-            time.sleep(random.uniform(0.001, 0.02))
-        raise RunError(f"could not move label {label!r} of {name!r}: too many concurrent writers")
+            time.sleep(random.uniform(0.001, 0.02))  # de-synchronise the losers
+        raise RunError(f"could not {what}: too many concurrent writers")
 
     def _move_once(self, name: str, label: str, *, actor: str, target: int | None) -> int:
         now = time.time_ns()
