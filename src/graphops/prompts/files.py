@@ -26,11 +26,9 @@ from graphops.errors import ConfigurationError, InvalidInputError
 from graphops.observe.semconv import PROMPT_METADATA
 from graphops.prompts.refs import PROMPT_NAME
 
-__all__ = ["PROMPT_METADATA_KEY", "PROMPT_NAME", "PromptFile", "PromptLibrary", "parse_prompt"]
+__all__ = ["PromptFile", "PromptLibrary", "parse_prompt"]
 
 _ROLE_LINE = re.compile(r"^\[(system|user|assistant)\]\s*$", re.MULTILINE)
-PROMPT_METADATA_KEY = PROMPT_METADATA
-"""Run metadata key a prompt template carries its ``name@version`` under."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class PromptFile:
         """
         roles = {"user": "human", "assistant": "ai", "system": "system"}
         template = ChatPromptTemplate.from_messages([(roles[r], t) for r, t in self.messages])
-        template.metadata = {PROMPT_METADATA_KEY: self.ref}
+        template.metadata = {PROMPT_METADATA: self.ref}
         return template
 
 
