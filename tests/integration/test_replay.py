@@ -37,10 +37,8 @@ def notes_graph() -> StateGraph[Notes]:
         return {"words": len(state["text"].split())}
 
     graph = StateGraph(Notes)
-    graph.add_node("clean", clean)
-    graph.add_node("count", count)
+    graph.add_sequence([clean, count])
     graph.add_edge(START, "clean")
-    graph.add_edge("clean", "count")
     graph.add_edge("count", END)
     return graph
 

@@ -62,10 +62,8 @@ def qa_graph(chat: Any, prompts: PromptSource | None = None) -> StateGraph[QA]:
         return {"answer": (await chain.ainvoke({"draft": state["draft"]})).text}
 
     graph = StateGraph(QA)
-    graph.add_node("write", write)
-    graph.add_node("polish", polish)
+    graph.add_sequence([write, polish])
     graph.add_edge(START, "write")
-    graph.add_edge("write", "polish")
     graph.add_edge("polish", END)
     return graph
 
