@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from graphops.checkpoint import SqlSpanExporter, SqlSpanStore
-from graphops.checkpoint.span_store import span_row
+from graphops.checkpoint.span_export import span_row
 from graphops.db import downgrade, upgrade
 
 

@@ -15,7 +15,8 @@ import graphops
 from graphops.builder import build_observed_graph
 from graphops.checkpoint import SqlSpanStore
 from graphops.checkpoint.replay import areplay
-from graphops.checkpoint.savers import open_checkpointer, prune
+from graphops.checkpoint.retention import prune
+from graphops.checkpoint.savers import open_checkpointer
 from graphops.db import upgrade
 from graphops.errors import InvalidInputError, RunError
 from graphops.observe import Metrics, Telemetry

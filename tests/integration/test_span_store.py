@@ -18,7 +18,7 @@ from typing_extensions import TypedDict
 
 from graphops.builder import build_observed_graph
 from graphops.checkpoint import SqlSpanExporter, SqlSpanStore
-from graphops.checkpoint.span_store import span_row
+from graphops.checkpoint.span_export import span_row
 from graphops.db import current, downgrade, engine_for, head, require_current, upgrade
 from graphops.errors import ConfigurationError, RunError
 from graphops.observe import Metrics, Telemetry

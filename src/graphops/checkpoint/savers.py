@@ -26,7 +26,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
-from graphops.checkpoint.span_store import SqlSpanExporter, SqlSpanStore
+from graphops.checkpoint.span_export import SqlSpanExporter
+from graphops.checkpoint.span_store import SqlSpanStore
 from graphops.db.engine import sqlalchemy_url
 from graphops.db.schema import spans as spans_table
 from graphops.observe import semconv as sc
@@ -37,7 +38,6 @@ __all__ = [
     "SpanStoringPostgresSaver",
     "SpanStoringSqliteSaver",
     "open_checkpointer",
-    "prune",
 ]
 
 
@@ -121,25 +121,3 @@ async def open_checkpointer(url: str) -> AsyncIterator[Any]:
         postgres.span_store = store
         await postgres.setup()
         yield postgres
-
-
-async def prune(url: str, before_ns: int) -> tuple[int, int]:
-    """Delete runs that started before ``before_ns``: spans and checkpoints together.
-
-    A thread whose newest run is older loses everything (its checkpoints with
-    ``adelete_thread``); a thread still in use keeps its checkpoints, which hold its
-    current state, and loses only its old runs' spans. Returns (threads, spans) deleted.
-    """
-    store = SqlSpanStore(url)
-    newest: dict[str, int] = {}
-    for run in store.runs(limit=2**62):
-        if run.thread_id is not None:
-            newest[run.thread_id] = max(newest.get(run.thread_id, 0), run.started_ns)
-    stale = [thread for thread, started in newest.items() if started < before_ns]
-    spans = 0
-    async with open_checkpointer(url) as saver:
-        for thread in stale:
-            spans += saver.delete_spans(thread)
-            await saver.adelete_checkpoints(thread)
-    spans += store.prune(before_ns)
-    return len(stale), spans
