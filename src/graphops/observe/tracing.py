@@ -25,7 +25,11 @@ from opentelemetry.sdk.trace.export import (
 
 from graphops.errors import ConfigurationError
 
+EXPORTER_NAMES = ("otlp", "console", "none")
+"""What ``GRAPHOPS_TRACES_EXPORTER`` may list (checked when the settings load)."""
+
 __all__ = [
+    "EXPORTER_NAMES",
     "CountingBatchSpanProcessor",
     "exporter_named",
     "exporters_named",
