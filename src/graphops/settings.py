@@ -95,6 +95,30 @@ class Settings(BaseSettings):
             f"{value!r} is not a model spec: use 'local', 'openai:<model>' or 'google:<model>'"
         )
 
+    @field_validator("data_dir", "prompts_dir", mode="before")
+    @classmethod
+    def _directory_named(cls, value: Any) -> Any:
+        # Path("") is ".": an empty GRAPHOPS_DATA_DIR= would put the database in the cwd
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(
+                "must not be empty: unset the variable for the default, or name a directory"
+            )
+        return value
+
+    @field_validator("traces_exporter")
+    @classmethod
+    def _known_exporters(cls, value: str) -> str:
+        # checked here so every command refuses a typo at start, not only the ones that trace
+        from graphops.observe.tracing import EXPORTER_NAMES
+
+        for name in (n.strip() for n in value.split(",")):
+            if name and name not in EXPORTER_NAMES:
+                raise ValueError(
+                    f"unknown trace exporter {name!r}: use {', '.join(EXPORTER_NAMES)} "
+                    "(comma-separated)"
+                )
+        return value
+
     @field_validator("corpus", mode="before")
     @classmethod
     def _split_corpus(cls, value: Any) -> Any:
@@ -151,7 +175,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"GRAPHOPS_{'_'.join(str(p) for p in err['loc']).upper() or 'CHUNK_*'}: {err['msg']}"
+            f"GRAPHOPS_{'_'.join(str(p) for p in err['loc']).upper() or 'CHUNK_*'}: "
+            + err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None

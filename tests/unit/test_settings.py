@@ -69,3 +69,32 @@ def test_overlap_must_be_below_chunk_size(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("GRAPHOPS_CHUNK_OVERLAP", "900")
     with pytest.raises(ConfigurationError, match=r"chunk_overlap \(900\) must be smaller"):
         load_settings()
+
+
+@pytest.mark.parametrize("variable", ["GRAPHOPS_DATA_DIR", "GRAPHOPS_PROMPTS_DIR"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_directory_is_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # an empty GRAPHOPS_DATA_DIR= would otherwise put the database in the current directory
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=f"{variable}: must not be empty"):
+        load_settings()
+
+
+@pytest.mark.parametrize("value", ["jaeger", "otlp,jaeger", "console, zipkin"])
+def test_an_unknown_trace_exporter_is_refused_at_load(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("GRAPHOPS_TRACES_EXPORTER", value)
+    with pytest.raises(
+        ConfigurationError,
+        match=r"GRAPHOPS_TRACES_EXPORTER: unknown trace exporter '(jaeger|zipkin)': use otlp, ",
+    ):
+        load_settings()
+
+
+@pytest.mark.parametrize("value", ["none", "otlp", "console", "otlp, console", " otlp ,none"])
+def test_known_trace_exporters_load(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("GRAPHOPS_TRACES_EXPORTER", value)
+    assert load_settings().traces_exporter == value
