@@ -26,7 +26,10 @@ def add_parser(commands: Any) -> None:
         "question", nargs="?", help="the question, or - to read it from standard input"
     )
     ask.add_argument("--thread", help="continue this conversation thread")
-    ask.add_argument("--user", help="who is asking (recorded with the run)")
+    ask.add_argument(
+        "--user",
+        help="who is asking (recorded with the run; --resume keeps the interrupted run's)",
+    )
     ask.add_argument(
         "--resume",
         action="store_true",
@@ -79,8 +82,14 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     async with open_checkpointer(url) as saver:
         telemetry, app_on = observed_reference(settings, saver, spans)
         app = app_on(deps)
-        if args.resume and not (await app.aget_state(config)).next:
-            raise InvalidInputError(f"thread {thread} has nothing to resume")
+        if args.resume:
+            interrupted = await app.aget_state(config)
+            if not interrupted.next:
+                raise InvalidInputError(f"thread {thread} has nothing to resume")
+            if args.user is None:
+                # the checkpoint keeps the run's metadata (its root span is not stored until
+                # the run ends, so never for a killed one): the resumed run stays that user's
+                config["metadata"]["user"] = (interrupted.metadata or {}).get("user")
         if args.stream:
             async for chunk, _meta in app.astream(payload, config, stream_mode="messages"):
                 if isinstance(chunk, AIMessageChunk) and chunk.text:
