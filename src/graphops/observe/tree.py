@@ -10,6 +10,15 @@
 
 Tokens and cost of a span include its descendants', so each line answers "what did
 this part of the run cost".
+
+Durations are wall time, so children that ran concurrently (a node grading four
+documents at once) add up to more than their node; and each concurrent LLM call's
+time includes its wait for the model (a local model answers one call at a time).
+The tree says so under such a node rather than let the sum mislead::
+
+    ├─ grade_documents                              3.40 s    1468 tok
+    │  │  · children ran concurrently: 9.23 s summed, LLM calls include waits for the model
+    │  ├─ chat SmolLM2-135M-Instruct.Q4_1           2.07 s     379 tok
 """
 
 from __future__ import annotations
@@ -65,6 +74,11 @@ class SpanNode:
     def seconds(self) -> float:
         """Wall time of the span."""
         return max(self.span.end_ns - self.span.start_ns, 0) / 1e9
+
+    @property
+    def overlapping(self) -> bool:
+        """Whether its children ran concurrently: their wall times sum to more than its own."""
+        return len(self.children) > 1 and sum(c.seconds for c in self.children) > self.seconds
 
 
 def build_tree(spans: Iterable[ReadableSpan | TreeSpan]) -> list[SpanNode]:
@@ -123,6 +137,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.1f} ms"
 
 
+def _overlap_note(node: SpanNode) -> str:
+    total = sum(c.seconds for c in node.children)
+    note = f"children ran concurrently: {_duration(total)} summed"
+    if any(c.span.attributes.get(sc.OPERATION) == sc.OP_CHAT for c in node.children):
+        note += ", LLM calls include waits for the model"
+    return note
+
+
 def render_tree(roots: Sequence[SpanNode], width: int = 44) -> str:
     """The forest as text, one line per span."""
     lines: list[str] = []
@@ -137,6 +159,8 @@ def render_tree(roots: Sequence[SpanNode], width: int = 44) -> str:
             line += f"  ${node.cost:.6f}"
         line += outcomes
         lines.append(line.rstrip())
+        if node.overlapping:
+            lines.append(f"{prefix}{child_prefix}│  · {_overlap_note(node)}")
         for i, child in enumerate(node.children):
             last = i == len(node.children) - 1
             emit(child, prefix + child_prefix, "└─ " if last else "├─ ", "   " if last else "│  ")
