@@ -3,16 +3,20 @@
 Spans reach it through :class:`graphops.checkpoint.span_export.SqlSpanExporter`
 (off the request path). Inserts ignore a span already stored, so an exporter
 retry never duplicates a row. Reads serve ``graphops runs`` and replay.
+
+A run is a trace. A finished run is found by its root span (the one span with a
+run id, written when the run ends); a run killed mid-way (or still going) has
+node spans but no root, and is listed as ``unfinished`` from those spans.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, func, select
+from sqlalchemy import ColumnElement, Engine, and_, case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from graphops.db.engine import engine_for
@@ -47,7 +51,7 @@ class SpanRow:
 
 @dataclass(frozen=True)
 class RunRow:
-    """One stored run: its root span's facts."""
+    """One stored run: its root span's facts (an unfinished run's: what its spans say)."""
 
     trace_id: str
     thread_id: str | None
@@ -60,6 +64,7 @@ class RunRow:
     tokens: int
     cost_usd: float
     prompts: tuple[str, ...] = ()  # name@version of every prompt the run used
+    replay_of: str | None = None  # a re-run: the trace id of the run it replays
 
 
 class SqlSpanStore:
@@ -104,28 +109,126 @@ class SqlSpanStore:
         user: str | None = None,
         since_ns: int | None = None,
         status: str | None = None,
-        limit: int = 50,
+        limit: int | None = 50,
+        before_ns: int | None = None,
+        thread: str | None = None,
+        unfinished: bool = False,
     ) -> list[RunRow]:
-        """Stored runs, newest first (their root spans)."""
+        """Stored runs, newest first: finished ones, and with ``unfinished`` the others too.
+
+        ``status`` is ``ok``, ``error`` or ``unfinished`` (only runs whose root never
+        ended); ``since_ns``/``before_ns`` bound the start time, ``None`` as ``limit``
+        means every run. Every filter is SQL, so ``limit`` counts matching runs.
+        """
+        out: list[RunRow] = []
+        bounds = (user, since_ns, before_ns, thread, limit)
+        if status != "unfinished":
+            out += self._finished(*bounds, status)
+        if unfinished or status == "unfinished":
+            out += self._unfinished(*bounds)
+        out.sort(key=lambda run: run.started_ns, reverse=True)
+        return out if limit is None else out[:limit]
+
+    def _finished(
+        self,
+        user: str | None,
+        since_ns: int | None,
+        before_ns: int | None,
+        thread: str | None,
+        limit: int | None,
+        status: str | None,
+    ) -> list[RunRow]:
         conditions: list[ColumnElement[bool]] = [
             spans_table.c.parent_span_id.is_(None),
             spans_table.c.run_id.is_not(None),
         ]
         if since_ns is not None:
             conditions.append(spans_table.c.start_ns >= since_ns)
+        if before_ns is not None:
+            conditions.append(spans_table.c.start_ns < before_ns)
         if status is not None:
             conditions.append(spans_table.c.status == status)
+        if thread is not None:
+            conditions.append(spans_table.c.thread_id == thread)
+        if user is not None:
+            conditions.append(_attribute(sc.USER) == user)
         query = select(spans_table).where(and_(*conditions)).order_by(spans_table.c.start_ns.desc())
-        out: list[RunRow] = []
         with self.engine.connect() as connection:
-            for row in connection.execute(query).mappings():
-                run = _run_row(row)
-                if user is not None and run.user != user:
-                    continue
-                out.append(run)
-                if len(out) >= limit:
-                    break
-        return out
+            rows = connection.execute(query.limit(limit)).mappings().all()
+        return [_run_row(row) for row in rows]
+
+    def _unfinished(
+        self,
+        user: str | None,
+        since_ns: int | None,
+        before_ns: int | None,
+        thread: str | None,
+        limit: int | None,
+    ) -> list[RunRow]:
+        """Traces with no root span (and none that is not a run, like ``update_state``)."""
+        c = spans_table.c
+        started = func.min(c.start_ns)
+        who = func.max(_attribute(sc.USER))
+        conditions: list[ColumnElement[bool]] = [
+            func.sum(case((or_(c.parent_span_id.is_(None), c.run_id.is_not(None)), 1), else_=0))
+            == 0
+        ]
+        if since_ns is not None:
+            conditions.append(started >= since_ns)
+        if before_ns is not None:
+            conditions.append(started < before_ns)
+        if user is not None:
+            conditions.append(who == user)
+        query = select(
+            c.trace_id,
+            func.max(c.thread_id).label("thread_id"),
+            started.label("started"),
+            func.max(c.end_ns).label("ended"),
+            who.label("user"),
+            func.max(_attribute(sc.AGENT_NAME)).label("graph"),
+        )
+        if thread is not None:
+            query = query.where(
+                c.trace_id.in_(select(c.trace_id).where(c.thread_id == thread).distinct())
+            )
+        query = query.group_by(c.trace_id).having(and_(*conditions)).order_by(started.desc())
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.limit(limit)).all()
+        return [
+            RunRow(
+                trace_id=row.trace_id,
+                thread_id=row.thread_id,
+                run_id=None,
+                graph=row.graph or "?",
+                user=row.user,
+                started_ns=row.started,
+                seconds=(row.ended - row.started) / 1e9,
+                status="unfinished",
+                tokens=0,
+                cost_usd=0.0,
+            )
+            for row in rows
+        ]
+
+    def count_spans(self, trace_ids: Sequence[str]) -> int:
+        """How many spans the runs ``trace_ids`` have."""
+        total = 0
+        with self.engine.connect() as connection:
+            for chunk in _chunks(trace_ids):
+                query = select(func.count()).where(spans_table.c.trace_id.in_(chunk))
+                total += int(connection.execute(query).scalar_one())
+        return total
+
+    def delete_traces(self, trace_ids: Sequence[str]) -> int:
+        """Delete every span of the runs ``trace_ids`` in one transaction; returns spans deleted."""
+        deleted = 0
+        with self.engine.begin() as connection:
+            for chunk in _chunks(trace_ids):
+                result = connection.execute(
+                    delete(spans_table).where(spans_table.c.trace_id.in_(chunk))
+                )
+                deleted += int(result.rowcount or 0)
+        return deleted
 
     def run(self, trace_id: str) -> RunRow | None:
         """The finished run with this trace id (None while unfinished or unknown)."""
@@ -146,6 +249,18 @@ class SqlSpanStore:
         return int(result.rowcount or 0)
 
 
+def _attribute(name: str) -> ColumnElement[str]:
+    """One span attribute, read by the database (JSON on SQLite and Postgres alike)."""
+    value: ColumnElement[str] = spans_table.c.attributes[name].as_string()
+    return value
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    """``items`` in slices small enough for one ``IN (...)``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _run_row(row: Any) -> RunRow:
     attrs = _json(row["attributes"])
     return RunRow(
@@ -160,6 +275,7 @@ def _run_row(row: Any) -> RunRow:
         tokens=int(attrs.get(sc.RUN_TOKENS, 0)),
         cost_usd=float(attrs.get(sc.RUN_COST_USD, 0.0)),
         prompts=tuple(str(p) for p in attrs.get(sc.RUN_PROMPTS) or ()),
+        replay_of=attrs.get(sc.REPLAY_OF),
     )
 
 
