@@ -29,7 +29,13 @@ def graphops(settings: Settings, *argv: str, **env: str) -> subprocess.Completed
         **env,
     }
     return subprocess.run(
-        [GRAPHOPS, *argv], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300
+        [GRAPHOPS, *argv],
+        cwd=ROOT,
+        env=environment,
+        stdin=subprocess.DEVNULL,  # not a terminal, as in CI: destructive commands need --yes
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -246,8 +252,14 @@ def test_one_url_moves_runs_to_postgres(
     assert "state after each step:" in shown.stdout
     kept = graphops(local_settings, "runs", "prune", "--older-than", "1d", **env)
     assert kept.stdout.strip() == "deleted 0 thread(s) with their checkpoints, 0 span(s)"
-    pruned = graphops(local_settings, "runs", "prune", "--older-than", "0s", **env)
-    assert pruned.returncode == 0 and pruned.stdout.startswith("deleted 1 thread(s)")
+    unasked = graphops(local_settings, "runs", "prune", "--older-than", "0s", **env)
+    assert unasked.returncode == 2 and "add --yes to go ahead" in unasked.stderr
+    assert "1 thread(s) with their checkpoints: pg-1" in unasked.stdout  # shown, not deleted
+    assert graphops(local_settings, "replay", "pg-1", **env).returncode == 0
+    assert "pg-1" in graphops(local_settings, "runs", **env).stdout
+    pruned = graphops(local_settings, "runs", "prune", "--older-than", "0s", "--yes", **env)
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.splitlines()[-1].startswith("deleted 1 thread(s)")
     gone = graphops(local_settings, "replay", "pg-1", **env)
     assert gone.returncode == 2 and "no stored run for thread 'pg-1'" in gone.stderr
     no_flag = graphops(local_settings, "runs", "prune", **env)
