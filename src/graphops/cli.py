@@ -4,7 +4,10 @@ Each subcommand group is a module of :mod:`graphops.commands`; this one wires
 them. Every failure graphops raises on purpose is printed as one line,
 ``graphops: error: …``, with exit code 2 for bad input or configuration
 (:class:`UserError`) and 1 for a run-time failure (:class:`RunError`); only bugs
-keep their traceback.
+keep their traceback. A database failure the user can act on (another process
+holding SQLite's lock, a damaged file, an unreachable server, a data folder that
+cannot be written) is one of those lines too, whichever command met it first:
+see :func:`graphops.db.failures.storage_error`.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from graphops.commands.ingest import add_parser as ingest
 from graphops.commands.prompts import add_parser as prompts
 from graphops.commands.replay import add_parser as replay
 from graphops.commands.runs import add_parser as runs
-from graphops.errors import GraphopsError, InvalidInputError, UserError
+from graphops.errors import ConfigurationError, GraphopsError, InvalidInputError, UserError
 from graphops.observe.logs import configure_logging
-from graphops.settings import load_settings
+from graphops.settings import Settings, load_settings
 
 __all__ = ["main"]
 
@@ -45,8 +48,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _translated(exc: Exception, settings: Settings | None) -> GraphopsError | None:
+    """The graphops error a driver's or the file system's exception means, if it is one.
+
+    Database errors about the database itself (locked, damaged, unreachable) and
+    an ``OSError`` on a file under the data folder; anything else is a bug.
+    """
+    from graphops.db.failures import storage_error
+
+    url = settings.database if settings is not None else None
+    if not isinstance(exc, OSError):
+        return storage_error(exc, url)
+    filename = getattr(exc, "filename", None)
+    if settings is None or filename is None:
+        return None
+    data = settings.data_dir.absolute()
+    path = type(data)(str(filename)).absolute()
+    if path != data and data not in path.parents:
+        return None
+    return ConfigurationError(
+        f"cannot use {path} in GRAPHOPS_DATA_DIR ({exc.strerror or exc}): point "
+        "GRAPHOPS_DATA_DIR at a folder graphops can write"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    settings: Settings | None = None
     try:
         args = _parser().parse_args(argv)
         settings = load_settings()
@@ -54,11 +82,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args, settings)
         return code
     except GraphopsError as exc:
-        print(f"graphops: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, UserError) else 1
+        return _failed(exc)
     except KeyboardInterrupt:
         print("graphops: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        error = _translated(exc, settings)
+        if error is None:
+            raise  # a bug: keep its traceback
+        return _failed(error)
+
+
+def _failed(exc: GraphopsError) -> int:
+    print(f"graphops: error: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, UserError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,8 @@ GraphopsError
 └── RunError                  it failed at run time
     ├── ModelError            a chat or embedding model could not be loaded or called
     ├── IngestError           a source could not be read, fetched or decoded
-    └── CorpusIndexError      the vector index is missing, corrupt or built by another model
+    ├── CorpusIndexError      the vector index is missing, corrupt or built by another model
+    └── StorageError          graphops' database is locked by another process, damaged or unusable
 ```
 
 The CLI turns any of these into one line on stderr and a non-zero exit code;
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidInputError",
     "ModelError",
     "RunError",
+    "StorageError",
     "UserError",
 ]
 
@@ -65,3 +67,7 @@ class IngestError(RunError):
 
 class CorpusIndexError(RunError):
     """The vector index is missing, corrupt, or was built with another embedding model."""
+
+
+class StorageError(RunError):
+    """graphops' database is locked by another process, damaged, or cannot be opened."""

@@ -5,6 +5,10 @@
 ``AsyncPostgresSaver`` (the same Postgres database), extended with
 :attr:`span_store`, :meth:`span_processor` (what feeds the store) and a
 ``adelete_thread`` that deletes a thread's spans together with its checkpoints.
+It checks graphops' schema first, as every command does
+(:func:`graphops.db.prepare_url`): a new SQLite file gets graphops' tables, a
+Postgres database without them is refused with ``graphops db upgrade``, so no
+span is ever written into a table that is not there.
 
 Crash safety: the span processor wakes its export thread whenever a node (or run)
 span ends, so the spans of every finished node are written within milliseconds,
@@ -20,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from opentelemetry.sdk.trace import ReadableSpan
@@ -28,8 +33,9 @@ from sqlalchemy.engine import make_url
 
 from graphops.checkpoint.span_export import SqlSpanExporter
 from graphops.checkpoint.span_store import SqlSpanStore
-from graphops.db.engine import sqlalchemy_url
+from graphops.db.engine import BUSY_TIMEOUT_S, SQLITE_PRAGMAS, sqlalchemy_url
 from graphops.db.schema import spans as spans_table
+from graphops.db.startup import prepare_url
 from graphops.observe import semconv as sc
 from graphops.observe.tracing import CountingBatchSpanProcessor
 
@@ -64,7 +70,7 @@ class _SpanStoring:
 
     def span_processor(self, on_drop: Callable[[], None] = lambda: None) -> FlushOnNodeEnd:
         """The processor to give ``Telemetry(exporters=[...])`` so runs land in the store."""
-        return FlushOnNodeEnd(SqlSpanExporter(self.span_store), on_drop)
+        return FlushOnNodeEnd(SqlSpanExporter(self.span_store, on_lost=on_drop), on_drop)
 
     def delete_spans(self, thread_id: str) -> int:
         """Delete every stored span of ``thread_id``'s runs."""
@@ -97,14 +103,25 @@ class SpanStoringPostgresSaver(_SpanStoring, AsyncPostgresSaver):
 
 @asynccontextmanager
 async def open_checkpointer(url: str) -> AsyncIterator[Any]:
-    """The span-storing saver for graphops' database ``url`` (its tables set up)."""
+    """The span-storing saver for graphops' database ``url``.
+
+    graphops' tables are checked first (:func:`graphops.db.prepare_url`): created
+    in a SQLite database that has none; on Postgres, or for an out-of-date or
+    newer schema, a :class:`~graphops.errors.ConfigurationError` says what to run.
+    LangGraph's checkpoint tables are then set up by LangGraph's own ``setup()``.
+    A SQLite connection uses WAL mode and the bounded busy timeout, like graphops'
+    engines.
+    """
     parsed = make_url(sqlalchemy_url(url))
+    await anyio.to_thread.run_sync(prepare_url, url)
     store = SqlSpanStore(url)
     if parsed.get_backend_name() == "sqlite":
         import aiosqlite
 
         path = parsed.database or ":memory:"
-        async with aiosqlite.connect(path) as connection:
+        async with aiosqlite.connect(path, timeout=BUSY_TIMEOUT_S) as connection:
+            for pragma in SQLITE_PRAGMAS:
+                await connection.execute(pragma)
             saver = SpanStoringSqliteSaver(connection)
             saver.span_store = store
             await saver.setup()

@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from graphops.db.engine import engine_for
+from graphops.db.engine import BUSY_TIMEOUT_S, engine_for
+from graphops.db.failures import is_locked, locked
 from graphops.db.schema import prompt_audit, prompt_labels, prompt_versions
 from graphops.errors import InvalidInputError, RunError
 from graphops.prompts.files import PromptFile, PromptLibrary, parse_prompt
@@ -36,7 +37,7 @@ from graphops.prompts.refs import LATEST, check_label, check_name, parse_ref
 
 __all__ = ["AuditEntry", "PromptRegistry", "PromptVersion"]
 
-_ATTEMPTS = 30  # writers racing for the same row: the losers retry
+_RETRY_FOR_S = BUSY_TIMEOUT_S  # writers racing for the same row: the losers retry this long
 _T = TypeVar("_T")
 
 
@@ -169,23 +170,32 @@ class PromptRegistry:
             f"move label {label!r} of {name!r}",
         )
 
-    @staticmethod
-    def _retrying(attempt: Callable[[], _T], what: str) -> _T:
-        """Run ``attempt`` again while concurrent writers get in its way.
+    def _retrying(self, attempt: Callable[[], _T], what: str) -> _T:
+        """Run ``attempt`` again while concurrent writers get in its way, for a bounded time.
 
         A unique key taken first by another writer (the next version number, the
         same text, a label's first row) or SQLite's busy writer means: look again.
+        SQLite's lock error comes only after a whole busy timeout spent waiting, so
+        a lock still held when the time is up is another process's, and is said so.
         """
-        for _ in range(_ATTEMPTS):
+        deadline = time.monotonic() + _RETRY_FOR_S
+        while True:
             try:
                 return attempt()
             except IntegrityError:
-                pass
+                was_locked = False
             except OperationalError as exc:
-                if "locked" not in str(exc.orig):  # anything but SQLite's busy writer is real
+                if not is_locked(exc):  # anything but SQLite's busy writer is real
                     raise
+                was_locked = True
+            if time.monotonic() >= deadline:
+                if was_locked:
+                    raise locked(self.url)
+                raise RunError(
+                    f"could not {what}: other writers kept changing it for "
+                    f"{_RETRY_FOR_S:.0f} s; try again"
+                )
             time.sleep(random.uniform(0.001, 0.02))  # de-synchronise the losers
-        raise RunError(f"could not {what}: too many concurrent writers")
 
     def _move_once(self, name: str, label: str, *, actor: str, target: int | None) -> int:
         now = time.time_ns()
