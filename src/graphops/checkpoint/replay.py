@@ -1,8 +1,11 @@
 """Replaying a stored thread: its runs' span trees and the state after each step.
 
 Spans come from the span store, state from LangGraph's checkpoints in the same
-database; they meet on the LangGraph step number (node spans carry
-``graphops.langgraph_step``, checkpoints ``metadata["step"]``). ``graphops replay``
+database. They meet by run, then by LangGraph step number: a checkpoint belongs to
+the run whose time it was written in (after the previous run ended, before its own
+end), and within that run node spans carry ``graphops.langgraph_step`` as
+checkpoints carry ``metadata["step"]``. The step alone is not enough: a re-run forks
+the thread and reuses the step numbers of the run it repeats. ``graphops replay``
 prints it; :func:`replay` returns it as typed records; :meth:`Replay.html` writes a
 self-contained waterfall page.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import html
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -21,7 +25,7 @@ from graphops.errors import InvalidInputError, RunError
 from graphops.observe import semconv as sc
 from graphops.observe.tree import SpanNode, TreeSpan, build_tree, render_tree
 
-__all__ = ["Replay", "ReplayRun", "StepState", "areplay", "replay"]
+__all__ = ["Replay", "ReplayRun", "StepState", "areplay", "replay", "written_ns"]
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,17 @@ class StepState:
 
     step: int
     nodes: tuple[str, ...]
-    changes: dict[str, Any]
+    changes: dict[str, Any]  # against the checkpoint this one follows (a fork's: the fork)
     checkpoint_id: str
+    trace_id: str | None = None  # the run that wrote it
+    source: str = "loop"  # LangGraph's: "input", "loop", or "update" (a state edit)
+
+    @property
+    def label(self) -> str:
+        """The nodes that ran, or what wrote the checkpoint when no node did."""
+        if self.nodes:
+            return "+".join(self.nodes)
+        return "(update)" if self.source == "update" else "(input)"
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,26 @@ class ReplayRun:
     trace_id: str
     run: RunRow | None
     spans: list[SpanRow]
+    after_ns: int = 0  # its checkpoints were written after this (the previous run's end)
+    until_ns: int | None = None  # … and up to this: its end (None: still open)
+
+    @property
+    def graph(self) -> str | None:
+        """The name of the graph that ran it (``gen_ai.agent.name``), finished or not."""
+        if self.run is not None:
+            return self.run.graph
+        for span in self.spans:  # node spans name their graph too
+            name = span.attributes.get(sc.AGENT_NAME)
+            if isinstance(name, str):
+                return name
+        return None
+
+    def owns(self, written: int) -> bool:
+        """Whether a checkpoint written at ``written`` (ns) belongs to this run."""
+        until = self.until_ns
+        if until is None and self.run is not None:  # built by hand: up to its end
+            until = max(s.end_ns for s in self.spans)
+        return written > self.after_ns and (until is None or written <= until)
 
     @property
     def status(self) -> str:
@@ -86,14 +119,18 @@ class Replay:
                     f"${run.run.cost_usd:.6f}",
                 ]
             lines += ["", " · ".join(facts), render_tree(run.tree())]
-        if self.steps:
-            lines += ["", "state after each step:"]
-            for step in self.steps:
-                changed = ", ".join(f"{k}={_short(v)}" for k, v in step.changes.items()) or "-"
-                lines.append(
-                    f"  step {step.step:>3}  {'+'.join(step.nodes) or '(input)':<28}{changed}"
-                )
+            lines += self._state_lines(run.trace_id)
         return "\n".join(lines)
+
+    def _state_lines(self, trace_id: str) -> list[str]:
+        steps = [s for s in self.steps if s.trace_id == trace_id]
+        if not steps:
+            return []
+        lines = ["", "state after each step:"]
+        for step in steps:
+            changed = ", ".join(f"{k}={_short(v)}" for k, v in step.changes.items()) or "-"
+            lines.append(f"  step {step.step:>3}  {step.label:<27} {changed}")
+        return lines
 
     def html(self) -> str:
         """A self-contained timeline page (one waterfall per run)."""
@@ -148,14 +185,21 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-async def _steps(url: str, thread_id: str, spans: list[SpanRow]) -> list[StepState]:
+def written_ns(ts: str) -> int:
+    """A checkpoint's ``ts`` (ISO, UTC) in the spans' unit: ns since the epoch."""
+    return (datetime.fromisoformat(ts) - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _owner(runs: list[ReplayRun], written: int) -> ReplayRun:
+    return next((r for r in runs if r.owns(written)), runs[-1])
+
+
+async def _steps(url: str, thread_id: str, runs: list[ReplayRun]) -> list[StepState]:
     from graphops.checkpoint.savers import open_checkpointer
 
-    by_step: dict[int, list[str]] = {}
-    for span in spans:
-        step = span.attributes.get(sc.STEP)
-        if isinstance(step, int) and sc.NODE in span.attributes:
-            by_step.setdefault(step, []).append(span.name)
     found = []
     async with open_checkpointer(url) as saver:
         try:
@@ -165,18 +209,36 @@ async def _steps(url: str, thread_id: str, spans: list[SpanRow]) -> list[StepSta
             raise RunError(
                 f"a checkpoint of thread {thread_id} is unreadable ({type(exc).__name__}: {exc})"
             ) from None
-    steps: list[StepState] = []
-    previous: dict[str, Any] = {}
-    for item in sorted(found, key=lambda t: t.metadata.get("step", -1)):
-        values = {  # the state, without LangGraph's own channels (branch:to:…, __start__)
+    values_of = {  # the state, without LangGraph's own channels (branch:to:…, __start__)
+        item.checkpoint["id"]: {
             k: v
             for k, v in (item.checkpoint.get("channel_values") or {}).items()
             if ":" not in k and not k.startswith("__")
         }
+        for item in found
+    }
+    steps: list[StepState] = []
+    for item in sorted(found, key=lambda t: t.checkpoint["ts"]):
+        run = _owner(runs, written_ns(item.checkpoint["ts"]))
         step = int(item.metadata.get("step", -1))
+        ran = [s for s in run.spans if sc.NODE in s.attributes]
+        nodes = dict.fromkeys(  # a retried node ran twice in one step: name it once
+            s.name for s in ran if s.attributes.get(sc.STEP) == step
+        )
+        parent = (item.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+        previous = values_of.get(parent, {}) if parent else {}
+        values = values_of[item.checkpoint["id"]]
         changes = {k: v for k, v in values.items() if previous.get(k) != v}
-        steps.append(StepState(step, tuple(by_step.get(step, ())), changes, item.checkpoint["id"]))
-        previous = values
+        steps.append(
+            StepState(
+                step,
+                tuple(nodes),
+                changes,
+                item.checkpoint["id"],
+                run.trace_id,
+                str(item.metadata.get("source", "loop")),
+            )
+        )
     return steps
 
 
@@ -186,13 +248,23 @@ async def areplay(thread_id: str, url: str, *, with_state: bool = True) -> Repla
     traces = await anyio.to_thread.run_sync(store.traces, thread_id)
     if not traces:
         raise InvalidInputError(f"no stored run for thread {thread_id!r}: see 'graphops runs'")
-    runs = []
+    found = []
     for trace_id in traces:
         spans = await anyio.to_thread.run_sync(store.spans, trace_id)
         run = await anyio.to_thread.run_sync(store.run, trace_id)
-        runs.append(ReplayRun(trace_id, run, spans))
-    all_spans = [s for run in runs for s in run.spans]
-    steps = await _steps(url, thread_id, all_spans) if with_state else []
+        found.append((trace_id, run, spans))
+    runs: list[ReplayRun] = []
+    after = 0
+    for i, (trace_id, run, spans) in enumerate(found):
+        if run is not None:  # finished: the root span ends after the last checkpoint
+            until: int | None = max(s.end_ns for s in spans)
+        elif i + 1 < len(found):  # unfinished: until the next run started
+            until = min(s.start_ns for s in found[i + 1][2])
+        else:
+            until = None
+        runs.append(ReplayRun(trace_id, run, spans, after, until))
+        after = until or after
+    steps = await _steps(url, thread_id, runs) if with_state else []
     return Replay(thread_id, runs, steps)
 
 

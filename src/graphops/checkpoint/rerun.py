@@ -5,6 +5,11 @@ start of its latest run), optionally changes state there (``aupdate_state``), an
 runs on from the fork with ``ainvoke(None, …)``. The new run's root span carries
 ``graphops.replay_of`` with the original run's trace id. :class:`Rerun` compares
 the two runs' outcomes and node sequences.
+
+The fork is always one of the original run's own checkpoints, so the diff compares
+the re-run with the run it forked; and only the graph that wrote the original run
+may re-run it (its name is on the run's spans), so no other graph's state is ever
+written into the thread.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from typing import Any
 import anyio.to_thread
 from langgraph.errors import InvalidUpdateError
 
-from graphops.checkpoint.replay import ReplayRun
+from graphops.checkpoint.replay import ReplayRun, written_ns
 from graphops.errors import InvalidInputError
 from graphops.observe import semconv as sc
 from graphops.prompts.refs import check_name, parse_ref
 from graphops.prompts.source import PROMPT_OVERRIDES_KEY, PromptSource
+from graphops.steps.state import OPS_KEY
 
 __all__ = [
     "Fork",
@@ -60,6 +66,29 @@ class Rerun:
     original_prompts: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
 
+    def _prompt_lines(self) -> list[str]:
+        """``prompts: answer@1 → answer@2`` for each prompt the re-run used another version of.
+
+        Compared as sets per prompt name, only for the prompts the re-run used: a
+        re-run from a later node uses fewer prompts, and that is no change.
+        """
+        if not self.prompts:
+            return []
+
+        def versions(refs: tuple[str, ...]) -> dict[str, set[str]]:
+            out: dict[str, set[str]] = {}
+            for ref in refs:
+                out.setdefault(ref.rpartition("@")[0] or ref, set()).add(ref)
+            return out
+
+        old, new = versions(self.original_prompts), versions(self.prompts)
+        changed = [name for name in new if old.get(name, set()) != new[name]]
+        if not changed:
+            return ["prompts: same"]
+        before = [r for r in self.original_prompts if (r.rpartition("@")[0] or r) in changed]
+        after = [r for r in self.prompts if (r.rpartition("@")[0] or r) in changed]
+        return [f"prompts: {' '.join(dict.fromkeys(before)) or '-'} → {' '.join(after)}"]
+
     def diff(self, keys: tuple[str, ...] = ("answer", "sources")) -> str:
         """What changed: the chosen state keys, then the node sequence."""
         lines = []
@@ -77,10 +106,7 @@ class Rerun:
                     old_text, new_text, "original", "re-run", lineterm="", n=1
                 )
             ]
-        if self.prompts and self.prompts != self.original_prompts:
-            lines.append(
-                f"prompts: {' '.join(self.original_prompts) or '-'} → {' '.join(self.prompts)}"
-            )
+        lines += self._prompt_lines()
         same = self.original_nodes[-len(self.nodes) :] == self.nodes if self.nodes else False
         lines.append("nodes: " + ("same as the original from the fork" if same else "changed"))
         if not same:
@@ -123,15 +149,30 @@ def ended_at(run: ReplayRun) -> datetime:
 
 
 async def choose_fork(
-    app: Any, thread_id: str, start: str | None, before: datetime | None = None
+    app: Any,
+    thread_id: str,
+    start: str | None,
+    before: datetime | None = None,
+    *,
+    within: ReplayRun | None = None,
 ) -> Fork:
-    """The fork: before node ``start``, at checkpoint id ``start``, or the latest run's start."""
-    history = [s async for s in app.aget_state_history({"configurable": {"thread_id": thread_id}})]
-    if before is not None:  # only the original run's checkpoints, not those of later forks
+    """The fork: before node ``start``, at checkpoint id ``start``, or the run's start.
+
+    ``within`` (the run a re-run repeats and is compared with) limits the choice to
+    that run's own checkpoints: never an earlier run's, nor a later re-run's.
+    ``before`` is the older form of the same limit: checkpoints written up to then.
+    """
+    thread = [s async for s in app.aget_state_history({"configurable": {"thread_id": thread_id}})]
+    history = thread
+    if before is not None:
         history = [
             s
             for s in history
             if s.created_at is None or datetime.fromisoformat(s.created_at) <= before
+        ]
+    if within is not None:
+        history = [
+            s for s in history if s.created_at is None or within.owns(written_ns(s.created_at))
         ]
     if not history:
         raise InvalidInputError(f"thread {thread_id!r} has no checkpoints to re-run from")
@@ -145,12 +186,27 @@ async def choose_fork(
             tuple(snapshot.next),
         )
 
-    if start is None:  # the newest input checkpoint: the latest run, from its start
+    if start is None:  # the newest input checkpoint: the run, from its start
         found = next((s for s in history if s.metadata.get("source") == "input"), history[-1])
         return fork(found)
     for snapshot in history:  # newest first: the latest time ``start`` was about to run
         if start in snapshot.next or snapshot.config["configurable"]["checkpoint_id"] == start:
             return fork(snapshot)
+    elsewhere = any(
+        start in s.next or s.config["configurable"]["checkpoint_id"] == start for s in thread
+    )
+    if within is not None and elsewhere:
+        ran = [
+            x.name
+            for x in sorted(within.spans, key=lambda x: x.start_ns)
+            if sc.NODE in x.attributes
+        ]
+        raise InvalidInputError(
+            f"--from {start!r}: run {within.trace_id} (the thread's latest run that is not a "
+            f"re-run, which the re-run is compared with) did not reach {start!r}; it ran "
+            f"{', '.join(ran) or 'no node'}. Fork before one of those, or at one of its "
+            "checkpoint ids"
+        )
     nodes = sorted({n for s in history for n in s.next})
     raise InvalidInputError(
         f"--from {start!r} is neither a node about to run in this thread ({', '.join(nodes)}) "
@@ -170,23 +226,44 @@ def original_of(runs: list[ReplayRun]) -> ReplayRun:
 
 
 async def _final_state(app: Any, thread_id: str, original: ReplayRun) -> dict[str, Any]:
-    """The state the original run ended with: its last step's checkpoint, written before it ended.
+    """The state the original run ended with: the last checkpoint written in its time.
 
     Forks reuse step numbers, so the step alone is ambiguous; the checkpoint's time
     decides (a re-run's checkpoints are all written after the original ended).
     """
-    steps = [int(s.attributes.get(sc.STEP, -1)) for s in original.spans if sc.NODE in s.attributes]
-    ended = ended_at(original)
     async for snapshot in app.aget_state_history({"configurable": {"thread_id": thread_id}}):
-        created = datetime.fromisoformat(snapshot.created_at) if snapshot.created_at else None
-        if (
-            steps
-            and snapshot.metadata.get("step") == max(steps)
-            and created is not None
-            and created <= ended
-        ):
+        if snapshot.created_at is not None and original.owns(written_ns(snapshot.created_at)):
             return dict(snapshot.values)
     return {}
+
+
+def _check_graph(app: Any, original: ReplayRun) -> None:
+    """Only the graph that wrote the original run may re-run it: never another's state."""
+    name = getattr(app, "name", None)
+    wrote = original.graph
+    if wrote is None:
+        raise InvalidInputError(
+            f"cannot tell which graph wrote run {original.trace_id}: its spans carry no "
+            f"{sc.AGENT_NAME}, so it is not re-run (a re-run by another graph would write "
+            "that graph's state into the thread)"
+        )
+    if wrote != name:
+        raise InvalidInputError(
+            f"run {original.trace_id} was written by graph {wrote!r}, not {name!r}: re-run it "
+            f"with that graph (build_observed_graph(..., name={wrote!r})) on the thread's "
+            "checkpointer"
+        )
+
+
+def _check_keys(app: Any, updates: Mapping[str, Any]) -> None:
+    """``--set`` names only keys of the graph's state (LangGraph would ignore the others)."""
+    keys = sorted(
+        k for k in getattr(app, "channels", {}) if ":" not in k and not k.startswith("__")
+    )
+    unknown = [k for k in updates if k not in keys or k == OPS_KEY]
+    if unknown:
+        settable = ", ".join(k for k in keys if k != OPS_KEY)
+        raise InvalidInputError(f"--set: the state has no key {unknown[0]!r}; its keys: {settable}")
 
 
 async def arerun(
@@ -201,6 +278,10 @@ async def arerun(
 ) -> Rerun:
     """Fork ``thread_id`` and run ``app`` on from the fork; ``app`` must use the thread's saver.
 
+    ``app`` must be the graph that wrote ``original`` (the same ``name``), and
+    ``updates`` may set only keys of its state; the fork is one of ``original``'s own
+    checkpoints (``start`` is looked for in that run only).
+
     ``prompts`` pins prompt versions for the re-run (``{"answer": 3}``), through the
     run config that :func:`graphops.prompts.aprompt` reads. Each pin is looked up in
     ``prompt_source`` (the graph's) first, so an unknown version forks nothing.
@@ -212,7 +293,10 @@ async def arerun(
             )
         for name, ref in prompts.items():
             await anyio.to_thread.run_sync(prompt_source.resolve, name, ref)
-    fork = await choose_fork(app, thread_id, start, before=ended_at(original))
+    _check_graph(app, original)
+    if updates:
+        _check_keys(app, updates)
+    fork = await choose_fork(app, thread_id, start, within=original)
     original_state = await _final_state(app, thread_id, original)
     original_nodes = [
         s.name

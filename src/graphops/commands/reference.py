@@ -8,7 +8,10 @@ from typing import Any
 
 from graphops.settings import Settings
 
-__all__ = ["observed_reference"]
+__all__ = ["REFERENCE_GRAPH", "observed_reference"]
+
+REFERENCE_GRAPH = "agentic_rag"
+"""The name the reference graph's runs carry (``gen_ai.agent.name``): what the CLI re-runs."""
 
 
 def observed_reference(
@@ -44,7 +47,7 @@ def observed_reference(
             build_agentic_rag(dataclasses.replace(deps, retriever=retriever)),
             ops=Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry),
             checkpointer=saver,
-            name="agentic_rag",
+            name=REFERENCE_GRAPH,
         )
 
     return telemetry, app_on

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 
+from graphops.commands.reference import REFERENCE_GRAPH
 from graphops.errors import InvalidInputError
 from graphops.observe.tree import build_tree, render_tree
 from graphops.settings import Settings
@@ -76,7 +77,6 @@ async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
     from graphops.checkpoint.rerun import (
         arerun,
         choose_fork,
-        ended_at,
         original_of,
         parse_prompt_pins,
         parse_updates,
@@ -96,11 +96,13 @@ async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
             "--prompt version could change nothing: use one or the other"
         )
     original = original_of((await areplay(thread, url, with_state=False)).runs)
+    if original.graph != REFERENCE_GRAPH:
+        raise InvalidInputError(_not_the_reference(thread, original.trace_id, original.graph))
     deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings)
     spans = InMemorySpanExporter()
     async with open_checkpointer(url) as saver:
         telemetry, app_on = observed_reference(settings, saver, spans)
-        fork = await choose_fork(app_on(deps), thread, args.from_, before=ended_at(original))
+        fork = await choose_fork(app_on(deps), thread, args.from_, within=original)
         if args.recorded:
             chat = RecordedChatModel.from_spans(original.spans, after_step=fork.step)
             deps = dataclasses.replace(deps, chat=chat)
@@ -131,3 +133,15 @@ async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
     print()
     print(result.diff())
     return 0
+
+
+def _not_the_reference(thread: str, trace_id: str, graph: str | None) -> str:
+    """Why the CLI will not re-run a thread another graph wrote, and how to re-run it."""
+    wrote = f"graph {graph!r}" if graph else "a graph whose name its spans do not record"
+    return (
+        f"thread {thread!r} (run {trace_id}) was written by {wrote}, and 'graphops replay "
+        f"--rerun' re-runs the reference graph ({REFERENCE_GRAPH}) only, which would write "
+        "its own state into the thread. Re-run it in Python with your app: "
+        "graphops.checkpoint.rerun.arerun(app, thread_id, original), app built with "
+        f"build_observed_graph(..., name={(graph or 'NAME')!r}) on open_checkpointer(url)"
+    )

@@ -91,6 +91,7 @@ class TelemetryHandler(BaseCallbackHandler):
         self._alias: dict[UUID, UUID] = {}  # nested run → the run whose span is its parent
         self._route_by: dict[UUID, str] = {}  # conditional-edge runs → their function's name
         self._roots: dict[UUID, _Root] = {}
+        self._quiet: set[UUID] = set()  # update_state() runs and everything inside them
         self._bubble_up = _graph_bubble_up()
 
     # ---------------------------------------------------------------- plumbing
@@ -179,6 +180,8 @@ class TelemetryHandler(BaseCallbackHandler):
     ) -> None:
         name = kwargs.get("name") or "graph"
         metadata = metadata or {}
+        if self._is_quiet(run_id, parent_run_id, name):
+            return
         parent = self._parent(parent_run_id)
         if parent is None:
             self._start_root(run_id, name, metadata)
@@ -209,17 +212,18 @@ class TelemetryHandler(BaseCallbackHandler):
         if root is not None and ref not in root.prompts:
             root.prompts.append(ref)
 
+    def _is_quiet(self, run_id: UUID, parent_run_id: UUID | None, name: str) -> bool:
+        """Whether this run is (inside) ``graph.update_state()``: a state edit, not a run.
+
+        It gets no span at all: a span tree of its own would be stored as a run of the
+        thread that never finished. The checkpoint it writes records the edit.
+        """
+        if parent_run_id in self._quiet or (parent_run_id is None and name.endswith("UpdateState")):
+            self._quiet.add(run_id)
+            return True
+        return False
+
     def _start_root(self, run_id: UUID, name: str, metadata: dict[str, Any]) -> None:
-        if name.endswith("UpdateState"):  # graph.update_state(): a state edit, not a run
-            graph = name.removesuffix("UpdateState")
-            attrs = {
-                k: v
-                for k, v in genai.run_attributes(run_id, graph, metadata).items()
-                if k != sc.RUN_ID
-            }
-            self._roots[run_id] = _Root(graph, self.telemetry.user_class(metadata), attrs)
-            self._start(run_id, None, f"update_state {graph}", "update", attrs)
-            return
         attrs = genai.run_attributes(run_id, name, metadata)
         self._roots[run_id] = _Root(name, self.telemetry.user_class(metadata), attrs)
         opened = self._start(run_id, None, f"{sc.OP_AGENT} {name}", "root", attrs)
@@ -234,6 +238,8 @@ class TelemetryHandler(BaseCallbackHandler):
                 if root and sc.THREAD_ID in root.attrs
                 else {}
             ),
+            # and the graph's name: a run that never finished is still known by its graph
+            **({sc.AGENT_NAME: root.graph} if root else {}),
             sc.NODE: node,
             sc.NODE_KIND: "step" if node in STEP_NODES else "node",
             sc.STEP: metadata.get("langgraph_step", -1),
@@ -254,6 +260,9 @@ class TelemetryHandler(BaseCallbackHandler):
         self._finish_chain(run_id, error, None)
 
     def _finish_chain(self, run_id: UUID, error: BaseException | None, outputs: Any) -> None:
+        if run_id in self._quiet:
+            self._quiet.discard(run_id)
+            return
         target = self._alias.pop(run_id, None)
         if target is not None:
             route_by = self._route_by.pop(run_id, None)
@@ -283,8 +292,6 @@ class TelemetryHandler(BaseCallbackHandler):
                 status=status,
                 latency_ms=round(seconds * 1000, 2),
             )
-        elif opened.kind == "update":
-            self._roots.pop(run_id, None)
         elif opened.kind == "root":
             self._log("run_end", opened, status=status, latency_ms=round(seconds * 1000, 2))
             root = self._roots.pop(run_id, None)
@@ -316,6 +323,8 @@ class TelemetryHandler(BaseCallbackHandler):
         invocation_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if parent_run_id in self._quiet:
+            return
         parent = self._parent(parent_run_id)
         provider, model, attrs = genai.chat_request(metadata or {}, invocation_params or {})
         if parent is not None and parent.prompts:  # the prompt the node formatted last
@@ -404,6 +413,8 @@ class TelemetryHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if parent_run_id in self._quiet:
+            return
         source = str(kwargs.get("name") or (metadata or {}).get("ls_retriever_name") or "retriever")
         attrs = genai.retrieval_request(source, metadata or {})
         if self.telemetry.capture_content:
@@ -454,6 +465,8 @@ class TelemetryHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
+        if parent_run_id in self._quiet:
+            return
         name = str(kwargs.get("name") or (serialized or {}).get("name") or "tool")
         attrs = {sc.OPERATION: sc.OP_TOOL, sc.TOOL_NAME: name}
         self._start(run_id, self._parent(parent_run_id), f"{sc.OP_TOOL} {name}", "tool", attrs)
@@ -467,7 +480,7 @@ class TelemetryHandler(BaseCallbackHandler):
     # ---------------------------------------------------------------- lookups
     def open_runs(self) -> int:
         """How many runs are open (0 between runs: nothing leaks)."""
-        return len(self._open) + len(self._alias)
+        return len(self._open) + len(self._alias) + len(self._quiet)
 
 
 def node_span(config: RunnableConfig) -> Span:
