@@ -104,6 +104,10 @@ async def test_from_node_forks_the_run_it_compares_with(database: str) -> None:
         await session(database, "ra-1", rerun={"start": "polish"})
     assert "write" in str(refused.value)  # the nodes it did run
     assert await checkpoint_ids(database, "ra-1") == before  # nothing forked
+    earlier = next(s for s in (await areplay("ra-1", database)).steps if s.nodes == ("polish",))
+    with pytest.raises(InvalidInputError, match="that checkpoint belongs to another run"):
+        await session(database, "ra-1", rerun={"start": earlier.checkpoint_id})
+    assert await checkpoint_ids(database, "ra-1") == before
 
     await session(database, "ra-2", asks=("thanks!", "why?"))
     result = await session(database, "ra-2", rerun={"start": "polish"})

@@ -192,26 +192,34 @@ async def choose_fork(
     for snapshot in history:  # newest first: the latest time ``start`` was about to run
         if start in snapshot.next or snapshot.config["configurable"]["checkpoint_id"] == start:
             return fork(snapshot)
-    elsewhere = any(
-        start in s.next or s.config["configurable"]["checkpoint_id"] == start for s in thread
-    )
-    if within is not None and elsewhere:
-        ran = [
-            x.name
-            for x in sorted(within.spans, key=lambda x: x.start_ns)
-            if sc.NODE in x.attributes
-        ]
-        raise InvalidInputError(
-            f"--from {start!r}: run {within.trace_id} (the thread's latest run that is not a "
-            f"re-run, which the re-run is compared with) did not reach {start!r}; it ran "
-            f"{', '.join(ran) or 'no node'}. Fork before one of those, or at one of its "
-            "checkpoint ids"
-        )
+    if within is not None:
+        _not_in_run(start, within, thread)
     nodes = sorted({n for s in history for n in s.next})
     raise InvalidInputError(
         f"--from {start!r} is neither a node about to run in this thread ({', '.join(nodes)}) "
         "nor one of its checkpoint ids"
     )
+
+
+def _not_in_run(start: str, run: ReplayRun, thread: list[Any]) -> None:
+    """Refuse a ``--from`` found only in another run: the re-run is compared with ``run``."""
+    which = (
+        f"run {run.trace_id} (the thread's latest run that is not a re-run, which the "
+        "re-run is compared with)"
+    )
+    if any(s.config["configurable"]["checkpoint_id"] == start for s in thread):
+        raise InvalidInputError(
+            f"--from {start!r}: that checkpoint belongs to another run than {which}; "
+            "fork at one of that run's checkpoints, or before a node it ran (--from NODE)"
+        )
+    if any(start in s.next for s in thread):
+        ran = [
+            x.name for x in sorted(run.spans, key=lambda x: x.start_ns) if sc.NODE in x.attributes
+        ]
+        raise InvalidInputError(
+            f"--from {start!r}: {which} did not reach {start!r}; it ran "
+            f"{', '.join(ran) or 'no node'}. Fork before one of those"
+        )
 
 
 def original_of(runs: list[ReplayRun]) -> ReplayRun:
