@@ -80,3 +80,65 @@ def test_resume_keeps_the_interrupted_runs_user_unless_given(
     run = store.run(second)
     assert run is not None
     assert run.user == expected
+
+
+OWN_GRAPH = """
+import asyncio, sys
+from typing import TypedDict
+from graphops.builder import build_observed_graph
+from graphops.checkpoint.savers import open_checkpointer
+from graphops.observe import Telemetry
+from graphops.ops import Ops
+
+class State(TypedDict, total=False):
+    question: str
+    answer: str
+
+def answer(state: State) -> State:
+    return {"answer": "mine"}
+
+async def main() -> None:
+    async with open_checkpointer(sys.argv[1]) as saver:
+        telemetry = Telemetry(exporters=[saver.span_processor()])
+        graph = build_observed_graph(
+            {"answer": answer}, state_schema=State, ops=Ops(telemetry=telemetry),
+            checkpointer=saver, name="my_graph",
+        )
+        await graph.ainvoke({"question": "q"}, {"configurable": {"thread_id": "mine"}})
+        telemetry.shutdown()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("argv", [("Who are you?",), ("--resume",)], ids=["continue", "resume"])
+def test_ask_refuses_a_thread_written_by_another_graph(
+    tmp_path: Path, local_settings: Settings, docs_index: Path, argv: tuple[str, ...]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'graphops.sqlite'}"
+    env = {
+        **os.environ,
+        "GRAPHOPS_DATA_DIR": str(local_settings.data_dir),
+        "GRAPHOPS_DATABASE_URL": url,
+        "GRAPHOPS_N_THREADS": "2",
+    }
+    subprocess.run([GRAPHOPS, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", OWN_GRAPH, url], env=env, cwd=ROOT, check=True)
+    store = SqlSpanStore(url)
+    (trace,) = store.traces("mine")
+
+    done = subprocess.run(
+        [GRAPHOPS, "ask", "--thread", "mine", *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        "graphops: error: thread mine was written by graph 'my_graph': graphops ask runs "
+        "the reference graph (agentic_rag) only; continue the thread with its own graph "
+        "in Python"
+    ]
+    assert store.traces("mine") == [trace]  # nothing ran on it

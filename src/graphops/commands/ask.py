@@ -18,6 +18,8 @@ from graphops.settings import Settings
 
 __all__ = ["add_parser"]
 
+REFERENCE_GRAPH = "agentic_rag"  # the name observed_reference gives the graph ask runs
+
 
 def add_parser(commands: Any) -> None:
     """Add ``ask`` to the ``graphops`` parser."""
@@ -75,6 +77,8 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings, update)
     finally:
         close()
+    if args.thread:
+        await anyio.to_thread.run_sync(_refuse_other_graphs, url, args.thread)
     thread = args.thread or uuid.uuid4().hex[:12]
     config: Any = {"configurable": {"thread_id": thread}, "metadata": {"user": args.user}}
     started = time.perf_counter()
@@ -127,6 +131,25 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         "trace_id": trace_id,
         "trace": render_tree(roots),
     }
+
+
+def _refuse_other_graphs(url: str, thread: str) -> None:
+    """Never run the reference graph on a thread another graph wrote: it would write its state."""
+    from graphops.checkpoint import SqlSpanStore
+    from graphops.observe import semconv as sc
+
+    store = SqlSpanStore(url)
+    traces = store.traces(thread)
+    if not traces:
+        return  # a new thread (or one whose spans were pruned): nothing says otherwise
+    names = {s.attributes.get(sc.AGENT_NAME) for s in store.spans(traces[-1])} - {None}
+    other = sorted(str(n) for n in names if n != REFERENCE_GRAPH)
+    if other:
+        raise InvalidInputError(
+            f"thread {thread} was written by graph {other[0]!r}: graphops ask runs the "
+            f"reference graph ({REFERENCE_GRAPH}) only; continue the thread with its own "
+            "graph in Python"
+        )
 
 
 def _print_ask(result: dict[str, Any], streamed: bool) -> None:
