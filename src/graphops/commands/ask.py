@@ -18,8 +18,6 @@ from graphops.settings import Settings
 
 __all__ = ["add_parser"]
 
-REFERENCE_GRAPH = "agentic_rag"  # the name observed_reference gives the graph ask runs
-
 
 def add_parser(commands: Any) -> None:
     """Add ``ask`` to the ``graphops`` parser."""
@@ -136,6 +134,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
 def _refuse_other_graphs(url: str, thread: str) -> None:
     """Never run the reference graph on a thread another graph wrote: it would write its state."""
     from graphops.checkpoint import SqlSpanStore
+    from graphops.commands.reference import REFERENCE_GRAPH
     from graphops.observe import semconv as sc
 
     store = SqlSpanStore(url)
