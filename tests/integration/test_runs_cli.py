@@ -247,3 +247,44 @@ async def test_runs_lists_unfinished_runs_and_marks_reruns(database: str, tmp_pa
     assert "killed-1" in pruned.stdout
     assert store.traces("killed-1") == []
     assert store.traces("other-1") == [other] and store.traces("done-1") == [first, rerun]
+
+
+def on_a_terminal(
+    url: str, data: Path, answer: str, *argv: str
+) -> subprocess.CompletedProcess[str]:
+    """``graphops`` with a pseudo-terminal as stdin, answering ``answer`` to its question."""
+    leader, follower = os.openpty()
+    environment = {**os.environ, "GRAPHOPS_DATABASE_URL": url, "GRAPHOPS_DATA_DIR": str(data)}
+    try:
+        os.write(leader, answer.encode() + b"\n")
+        return subprocess.run(
+            [GRAPHOPS, *argv],
+            env=environment,
+            stdin=follower,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+
+
+async def test_on_a_terminal_prune_asks_first(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'g.sqlite'}"
+    graphops(url, tmp_path, "db", "upgrade")
+    age(url, await record(url, "t-old", "ann"), 3)
+    total = span_count(url)
+    argv = ("runs", "prune", "--older-than", "1d")
+    declined = on_a_terminal(url, tmp_path, "n", *argv)
+    assert declined.returncode == 0, declined.stderr
+    assert declined.stderr == "go ahead? [y/N] "
+    assert "1 thread(s) with their checkpoints: t-old" in declined.stdout
+    assert declined.stdout.endswith("cancelled: nothing deleted, nothing changed\n")
+    assert span_count(url) == total and await checkpointed(url, ["t-old"]) == ["t-old"]
+    accepted = on_a_terminal(url, tmp_path, "y", *argv)
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.endswith(
+        f"deleted 1 thread(s) with their checkpoints, {total} span(s)\n"
+    )
+    assert span_count(url) == 0 and await checkpointed(url, ["t-old"]) == []
