@@ -95,6 +95,12 @@ def engine_for(url: str) -> Engine:
         return engine
 
 
+def has_engine(url: str) -> bool:
+    """Whether this process already made the engine for ``url`` (so may hold connections)."""
+    with _lock:
+        return sqlalchemy_url(url) in _engines
+
+
 def safe_url(url: str) -> str:
     """``url`` as it may be printed, as the user wrote it: the password hidden."""
     sqlalchemy_url(url)  # a clear error for a URL that is not one

@@ -10,6 +10,14 @@ damaged file is reported and left exactly as it was:
   header says, and have a readable schema (opened read-only).
 
 An empty file is an empty SQLite database, as SQLite itself treats it.
+
+The header is read with a plain ``open`` only before this process has any
+connection to the file: closing a file descriptor drops every POSIX lock the
+process holds on that file, including those of its open SQLite connections
+(SQLite's "how to corrupt a database", 2.2), and another process could then
+checkpoint the WAL from under them. So it is read once per file and process,
+and never once graphops' engine for it exists; later checks go through SQLite,
+which keeps its own descriptors' locks safe.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from graphops.db.engine import BUSY_TIMEOUT_S, sqlite_path
+from graphops.db.engine import BUSY_TIMEOUT_S, has_engine, sqlite_path
 from graphops.db.failures import damaged, storage_error
 from graphops.errors import ConfigurationError
 
@@ -26,6 +34,7 @@ __all__ = ["check_sqlite_file"]
 
 _MAGIC = b"SQLite format 3\x00"
 _FIX_FOLDER = "point GRAPHOPS_DATA_DIR (or GRAPHOPS_DATABASE_URL) at a folder"
+_headers_read: set[Path] = set()  # files whose header this process has read (see above)
 
 
 def check_sqlite_file(url: str) -> None:
@@ -43,7 +52,10 @@ def check_sqlite_file(url: str) -> None:
         )
     if not path.exists():
         return  # SQLite creates it
-    _header(path)
+    resolved = path.resolve()
+    if resolved not in _headers_read and not has_engine(url):
+        _headers_read.add(resolved)
+        _header(path)
     try:
         uri = f"{path.resolve().as_uri()}?mode=ro"
         with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)) as connection:
