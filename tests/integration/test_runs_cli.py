@@ -203,22 +203,14 @@ async def test_runs_lists_unfinished_runs_and_marks_reruns(database: str, tmp_pa
     rerun = await record(database, "done-1", "ann", replay_of=first)
     killed = await record(database, "killed-1", "bob")
     store = SqlSpanStore(database)
-    # kill -9 mid-way leaves the node spans without the root (it never ended)
-    rows = [s for s in store.spans(killed) if s.parent_span_id is not None]
+    # kill -9 mid-way leaves the node spans without the root (it never ended); the node
+    # spans themselves name the run's user and graph
     with engine_for(database).begin() as connection:
-        connection.execute(text("DELETE FROM graphops_spans WHERE trace_id = :t"), {"t": killed})
-    node = next(s for s in rows if s.name == "clean")
-    store.write(
-        [
-            {
-                **s.__dict__,
-                "attributes": {**s.attributes, "graphops.user": "bob", "gen_ai.agent.name": "notes"}
-                if s is node
-                else s.attributes,
-            }
-            for s in rows
-        ]
-    )
+        connection.execute(
+            text("DELETE FROM graphops_spans WHERE trace_id = :t AND parent_span_id IS NULL"),
+            {"t": killed},
+        )
+    assert store.spans(killed) and all(s.parent_span_id for s in store.spans(killed))
     other = await record(database, "other-1", "cy")
 
     listed = graphops(database, tmp_path, "runs")

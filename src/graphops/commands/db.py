@@ -44,7 +44,10 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "upgrade":
         db.upgrade(url, args.revision or "head")
     elif args.action == "downgrade":
+        from graphops.db.migrate import require_known
+
         found = db.current(url)
+        require_known(url, found)  # a newer graphops' schema: say so, not alembic's words
         target = args.revision or "-1"
         steps = _undone(url, found, target) if found is not None else []
         if found is not None and steps:  # nothing to undo: nothing to confirm

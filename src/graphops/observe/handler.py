@@ -47,6 +47,9 @@ STEP_NODES = frozenset({"guard", "cache_lookup", "cache_store", "settle", "degra
 """Nodes graphops inserts: their spans are marked ``graphops.node.kind=step``."""
 
 
+_NODE_INHERITS = (sc.THREAD_ID, sc.USER)  # root attributes every node span repeats
+
+
 @dataclass(slots=True)
 class _Root:
     graph: str
@@ -233,11 +236,8 @@ class TelemetryHandler(BaseCallbackHandler):
         root = self._roots.get(parent.root)
         attrs: dict[str, Any] = {
             # the thread on every node span: a killed run's spans are still found by thread
-            **(
-                {sc.THREAD_ID: root.attrs[sc.THREAD_ID]}
-                if root and sc.THREAD_ID in root.attrs
-                else {}
-            ),
+            # (and its user, so `graphops runs` can say whose it was)
+            **({k: root.attrs[k] for k in _NODE_INHERITS if k in root.attrs} if root else {}),
             # and the graph's name: a run that never finished is still known by its graph
             **({sc.AGENT_NAME: root.graph} if root else {}),
             sc.NODE: node,
