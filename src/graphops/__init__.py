@@ -19,6 +19,7 @@ from graphops.errors import (
     InvalidInputError,
     ModelError,
     RunError,
+    StorageError,
     UserError,
 )
 from graphops.settings import Settings, load_settings
@@ -70,6 +71,7 @@ __all__ = [
     "RegistryPrompts",
     "RunError",
     "Settings",
+    "StorageError",
     "Telemetry",
     "UserError",
     "aprompt",

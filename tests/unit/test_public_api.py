@@ -25,5 +25,8 @@ def test_the_public_names_resolve() -> None:
     assert graphops.Ops is Ops
     for name in graphops.__all__:
         assert getattr(graphops, name) is not None
+    from graphops import errors
+
+    assert set(errors.__all__) <= set(graphops.__all__)  # the whole exception tree
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = graphops.nope  # type: ignore[attr-defined]
