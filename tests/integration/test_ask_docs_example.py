@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-GRAPHOPS = str(Path(sys.executable).with_name("graphops"))
+from tests.integration.support import ROOT, run_graphops
+
 EXAMPLES = {
     "readme": (ROOT / "README.md", "## A short tour"),
     "builder": (ROOT / "docs" / "builder.md", "## Making your own graph's runs replayable"),
@@ -61,14 +61,7 @@ def test_example_on_a_fresh_sqlite_database(tmp_path: Path, example: str) -> Non
     data.mkdir()
     done = _run(_script(*EXAMPLES[example]), tmp_path, GRAPHOPS_DATA_DIR=str(data))
     _check(done, example)
-    listed = subprocess.run(
-        [GRAPHOPS, "replay", "t1"],
-        cwd=tmp_path,
-        env={**os.environ, "GRAPHOPS_DATA_DIR": str(data)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    listed = run_graphops("replay", "t1", env={"GRAPHOPS_DATA_DIR": str(data)}, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "invoke_agent my_graph" in listed.stdout
 
@@ -81,13 +74,6 @@ def test_example_on_postgres_after_db_upgrade(
 
     downgrade(postgres_url, "base")  # a database nobody has set up yet
     env = {"GRAPHOPS_DATA_DIR": str(tmp_path), "GRAPHOPS_DATABASE_URL": postgres_url}
-    upgraded = subprocess.run(
-        [GRAPHOPS, "db", "upgrade"],
-        cwd=tmp_path,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    upgraded = run_graphops("db", "upgrade", env=env, cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
     _check(_run(_script(*EXAMPLES[example]), tmp_path, **env), example)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,28 +13,12 @@ from pathlib import Path
 import pytest
 
 from graphops.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
-GRAPHOPS = str(Path(sys.executable).with_name("graphops"))
+from tests.integration.support import ROOT, graphops_for
 
 
 def graphops(settings: Settings, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "GRAPHOPS_DATA_DIR": str(settings.data_dir),
-        "GRAPHOPS_CORPUS": ",".join(settings.corpus),
-        "GRAPHOPS_N_THREADS": "2",
-        **env,
-    }
-    return subprocess.run(
-        [GRAPHOPS, *argv],
-        cwd=ROOT,
-        env=environment,
-        stdin=subprocess.DEVNULL,  # not a terminal, as in CI: destructive commands need --yes
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """The shared runner, stdin not a terminal, as in CI: destructive commands need --yes."""
+    return graphops_for(settings, *argv, stdin=subprocess.DEVNULL, **env)
 
 
 def test_ask_prints_answer_sources_and_nodes(local_settings: Settings, docs_index: Path) -> None:

@@ -13,8 +13,7 @@ from graphops.db import engine_for
 from graphops.db.schema import metadata
 from graphops.errors import ConfigurationError, InvalidInputError
 from graphops.prompts import PromptLibrary, PromptRegistry
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.support import ROOT
 
 
 def text(body: str = "Answer {question}.") -> str:

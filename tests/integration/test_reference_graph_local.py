@@ -12,10 +12,10 @@ from graphops.corpus import CorpusRetriever
 from graphops.models.local_embeddings import LocalMiniLMEmbeddings
 from graphops.settings import Settings
 from graphs.agentic_rag import RagDeps, build_agentic_rag
+from tests.integration.support import ROOT
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = [json.loads(line) for line in (ROOT / "evals" / "golden.jsonl").read_text().splitlines()]
 
 

@@ -7,9 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from langgraph.graph import END, START, StateGraph
 from prometheus_client import CollectorRegistry
-from typing_extensions import TypedDict
 
 import graphops
 from graphops.builder import build_observed_graph
@@ -21,27 +19,9 @@ from graphops.db import upgrade
 from graphops.errors import InvalidInputError, RunError
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
+from tests.integration.support import notes_graph
 
 pytestmark = pytest.mark.anyio
-
-
-class Notes(TypedDict, total=False):
-    text: str
-    words: int
-
-
-def notes_graph() -> StateGraph[Notes]:
-    def clean(state: Notes) -> Notes:
-        return {"text": state["text"].strip().lower()}
-
-    def count(state: Notes) -> Notes:
-        return {"words": len(state["text"].split())}
-
-    graph = StateGraph(Notes)
-    graph.add_sequence([clean, count])
-    graph.add_edge(START, "clean")
-    graph.add_edge("count", END)
-    return graph
 
 
 async def run_thread(url: str, thread: str, texts: list[str]) -> None:

@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import BaseMessage
 from langgraph.graph import END, START, StateGraph
 from prometheus_client import CollectorRegistry
-from typing_extensions import TypedDict
 
 from graphops.builder import build_observed_graph
 from graphops.checkpoint.replay import areplay
@@ -33,34 +31,15 @@ from graphops.prompts import (
     PromptRegistry,
     PromptSource,
     RegistryPrompts,
-    aprompt,
 )
+from tests.integration.support import QA, echo, qa_nodes
 
 pytestmark = pytest.mark.anyio
 
 
-class QA(TypedDict, total=False):
-    question: str
-    draft: str
-    answer: str
-
-
-def echo(messages: list[BaseMessage]) -> str:
-    return f"echo {messages[-1].text}"
-
-
 def qa_graph(chat: Any, prompts: PromptSource | None = None) -> StateGraph[QA]:
     """write → polish; with ``prompts``, polish formats its message with the prompt "polish"."""
-
-    async def write(state: QA) -> QA:
-        return {"draft": (await chat.ainvoke(state["question"])).text}
-
-    async def polish(state: QA) -> QA:
-        if prompts is None:
-            return {"answer": (await chat.ainvoke("polish: " + state["draft"])).text}
-        chain = await aprompt(prompts, "polish") | chat
-        return {"answer": (await chain.ainvoke({"draft": state["draft"]})).text}
-
+    write, polish = qa_nodes(chat, prompts)
     graph = StateGraph(QA)
     graph.add_sequence([write, polish])
     graph.add_edge(START, "write")

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import BaseMessage
 from langgraph.graph import END, START, StateGraph
 from prometheus_client import CollectorRegistry
-from typing_extensions import TypedDict
 
 from graphops.builder import build_observed_graph
 from graphops.checkpoint.replay import areplay
@@ -27,28 +25,13 @@ from graphops.errors import InvalidInputError
 from graphops.models import ScriptedChatModel
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
+from tests.integration.support import QA, echo, qa_nodes
 
 pytestmark = pytest.mark.anyio
 
 
-class QA(TypedDict, total=False):
-    question: str
-    draft: str
-    answer: str
-
-
-def echo(messages: list[BaseMessage]) -> str:
-    return f"echo {messages[-1].text}"
-
-
 def branching_graph() -> StateGraph[QA]:
-    chat = ScriptedChatModel(respond=echo)
-
-    async def write(state: QA) -> QA:
-        return {"draft": (await chat.ainvoke(state["question"])).text}
-
-    async def polish(state: QA) -> QA:
-        return {"answer": (await chat.ainvoke("polish: " + state["draft"])).text}
+    write, polish = qa_nodes(ScriptedChatModel(respond=echo))
 
     def after_write(state: QA) -> str:
         return END if state["question"].endswith("!") else "polish"

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from langgraph.graph import END, START, StateGraph
 from prometheus_client import CollectorRegistry
-from typing_extensions import TypedDict
 
 from graphops.builder import build_observed_graph
 from graphops.checkpoint import SqlSpanStore
@@ -22,41 +17,7 @@ from graphops.db import upgrade
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
 from graphops.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
-GRAPHOPS = str(Path(sys.executable).with_name("graphops"))
-
-
-def graphops(settings: Settings, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "GRAPHOPS_DATA_DIR": str(settings.data_dir),
-        "GRAPHOPS_CORPUS": ",".join(settings.corpus),
-        "GRAPHOPS_N_THREADS": "2",
-        **env,
-    }
-    return subprocess.run(
-        [GRAPHOPS, *argv], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300
-    )
-
-
-class Notes(TypedDict, total=False):
-    text: str
-    words: int
-
-
-def notes_graph() -> StateGraph[Notes]:
-    def clean(state: Notes) -> Notes:
-        return {"text": state["text"].strip().lower()}
-
-    def count(state: Notes) -> Notes:
-        return {"words": len(state["text"].split())}
-
-    graph = StateGraph(Notes)
-    graph.add_sequence([clean, count])
-    graph.add_edge(START, "clean")
-    graph.add_edge("count", END)
-    return graph
+from tests.integration.support import graphops_for, notes_graph
 
 
 async def notes_run(url: str, thread: str) -> None:
@@ -87,7 +48,7 @@ async def test_rerun_refuses_a_thread_another_graph_wrote(
     before, traces = await checkpoints(url, "mine-1"), SqlSpanStore(url).traces("mine-1")
     env = {"GRAPHOPS_DATABASE_URL": url}
 
-    refused = graphops(local_settings, "replay", "mine-1", "--rerun", **env)
+    refused = graphops_for(local_settings, "replay", "mine-1", "--rerun", **env)
     assert refused.returncode == 2, refused.stdout
     assert refused.stderr.startswith("graphops: error: thread 'mine-1' (run ")
     assert "was written by graph 'notes'" in refused.stderr
@@ -100,7 +61,9 @@ async def test_rerun_refuses_a_thread_another_graph_wrote(
 
     with sqlite3.connect(tmp_path / "g.sqlite") as connection:  # as if killed before it ended
         connection.execute("DELETE FROM graphops_spans WHERE parent_span_id IS NULL")
-    unfinished = graphops(local_settings, "replay", "mine-1", "--rerun", "--from", "count", **env)
+    unfinished = graphops_for(
+        local_settings, "replay", "mine-1", "--rerun", "--from", "count", **env
+    )
     assert unfinished.returncode == 2, unfinished.stdout
     assert "was written by graph 'notes'" in unfinished.stderr
     assert await checkpoints(url, "mine-1") == before
@@ -114,16 +77,16 @@ def test_rerun_after_a_small_talk_run(
         "GRAPHOPS_DATABASE_URL": f"sqlite:///{tmp_path / 'g.sqlite'}",
         "GRAPHOPS_CAPTURE_CONTENT": "true",
     }
-    assert graphops(local_settings, "db", "upgrade", **env).returncode == 0
-    asked = graphops(local_settings, "ask", "--json", "--thread", "st-1", "hello!", **env)
+    assert graphops_for(local_settings, "db", "upgrade", **env).returncode == 0
+    asked = graphops_for(local_settings, "ask", "--json", "--thread", "st-1", "hello!", **env)
     assert asked.returncode == 0, asked.stderr
     assert json.loads(asked.stdout)["route"] == "respond"
 
-    nokey = graphops(local_settings, "replay", "st-1", "--rerun", "--set", "nokey=1", **env)
+    nokey = graphops_for(local_settings, "replay", "st-1", "--rerun", "--set", "nokey=1", **env)
     assert nokey.returncode == 2, nokey.stdout
     assert "the state has no key 'nokey'" in nokey.stderr and "question" in nokey.stderr
 
-    edited = graphops(
+    edited = graphops_for(
         local_settings,
         "replay",
         "st-1",
@@ -139,7 +102,7 @@ def test_rerun_after_a_small_talk_run(
     assert "prompts: same" in edited.stdout.splitlines()
     assert "→" not in edited.stdout.split("prompts")[-1].split("\n")[0]
 
-    shown = graphops(local_settings, "replay", "st-1", **env)
+    shown = graphops_for(local_settings, "replay", "st-1", **env)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("thread st-1: 2 run(s)")
     assert "unfinished" not in shown.stdout

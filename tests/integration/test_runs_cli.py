@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from langgraph.graph import END, START, StateGraph
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
-from typing_extensions import TypedDict
 
 from graphops.builder import build_observed_graph
 from graphops.checkpoint import SqlSpanStore
@@ -23,30 +20,11 @@ from graphops.checkpoint.savers import open_checkpointer
 from graphops.db import engine_for
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
+from tests.integration.support import graphops_on, notes_graph
 
 pytestmark = pytest.mark.anyio
 
-GRAPHOPS = str(Path(sys.executable).with_name("graphops"))
 DAY = 86_400 * 10**9
-
-
-class Notes(TypedDict, total=False):
-    text: str
-    words: int
-
-
-def notes_graph() -> StateGraph[Notes]:
-    def clean(state: Notes) -> Notes:
-        return {"text": state["text"].strip().lower()}
-
-    def count(state: Notes) -> Notes:
-        return {"words": len(state["text"].split())}
-
-    graph = StateGraph(Notes)
-    graph.add_sequence([clean, count])
-    graph.add_edge(START, "clean")
-    graph.add_edge("count", END)
-    return graph
 
 
 async def record(url: str, thread: str, user: str, *, replay_of: str | None = None) -> str:
@@ -100,18 +78,6 @@ async def checkpointed(url: str, threads: list[str]) -> list[str]:
     return kept
 
 
-def graphops(url: str, data: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "GRAPHOPS_DATABASE_URL": url, "GRAPHOPS_DATA_DIR": str(data)}
-    return subprocess.run(
-        [GRAPHOPS, *argv],
-        env=environment,
-        stdin=subprocess.DEVNULL,  # not a terminal: a destructive command needs --yes
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 THREADS = ["a1", "a2", "b1", "shared", "new1"]
 
 
@@ -131,13 +97,13 @@ async def test_prune_with_user_touches_only_that_users_runs(database: str, tmp_p
     doomed = [*old["a1"], old["a2"][0], old["shared"][0]]  # u1's runs older than a day
     doomed_spans = sum(spans_of(database, t) for t in doomed)
 
-    refused = graphops(database, tmp_path, "runs", "prune", "--older-than", "1d", "--user", "u1")
+    refused = graphops_on(database, tmp_path, "runs", "prune", "--older-than", "1d", "--user", "u1")
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.startswith("graphops: error: ") and "--yes" in refused.stderr
     assert refused.stderr.count("\n") == 1
     assert span_count(database) == total  # nothing deleted
 
-    dry = graphops(
+    dry = graphops_on(
         database, tmp_path, "runs", "prune", "--older-than", "1d", "--user", "u1", "--dry-run"
     )
     assert dry.returncode == 0, dry.stderr
@@ -148,7 +114,7 @@ async def test_prune_with_user_touches_only_that_users_runs(database: str, tmp_p
     assert span_count(database) == total
     assert await checkpointed(database, THREADS) == THREADS
 
-    done = graphops(
+    done = graphops_on(
         database, tmp_path, "runs", "prune", "--older-than", "1d", "--user", "u1", "--yes"
     )
     assert done.returncode == 0, done.stderr
@@ -165,7 +131,7 @@ async def test_prune_with_user_touches_only_that_users_runs(database: str, tmp_p
     assert await checkpointed(database, THREADS) == ["a2", "b1", "shared", "new1"]
 
     # --thread: shared's last run (u2's) is old, so the whole thread goes now
-    only = graphops(
+    only = graphops_on(
         database, tmp_path, "runs", "prune", "--older-than", "1d", "--thread", "shared", "--yes"
     )
     assert only.returncode == 0, only.stderr
@@ -191,7 +157,7 @@ async def test_prune_with_user_touches_only_that_users_runs(database: str, tmp_p
 def test_flags_that_do_not_apply_are_refused(
     tmp_path: Path, argv: tuple[str, ...], fragment: str
 ) -> None:
-    done = graphops(f"sqlite:///{tmp_path / 'g.sqlite'}", tmp_path, *argv)
+    done = graphops_on(f"sqlite:///{tmp_path / 'g.sqlite'}", tmp_path, *argv)
     assert done.returncode == 2
     assert done.stderr.startswith("graphops: error: ") and done.stderr.count("\n") == 1
     assert fragment in done.stderr, done.stderr
@@ -213,7 +179,7 @@ async def test_runs_lists_unfinished_runs_and_marks_reruns(database: str, tmp_pa
     assert store.spans(killed) and all(s.parent_span_id for s in store.spans(killed))
     other = await record(database, "other-1", "cy")
 
-    listed = graphops(database, tmp_path, "runs")
+    listed = graphops_on(database, tmp_path, "runs")
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert "re-run of" in lines[0] and lines[0].endswith("prompts")
@@ -224,17 +190,17 @@ async def test_runs_lists_unfinished_runs_and_marks_reruns(database: str, tmp_pa
     assert f" {first[:8]} " in lines[3]  # the re-run names the run it replays
     assert " ok " in lines[3] and " ann " in lines[3]
 
-    unfinished = graphops(database, tmp_path, "runs", "--status", "unfinished")
+    unfinished = graphops_on(database, tmp_path, "runs", "--status", "unfinished")
     assert [line.split()[2] for line in unfinished.stdout.splitlines()[1:]] == ["killed-1"]
-    mine = graphops(database, tmp_path, "runs", "--user", "ann", "--limit", "1")
+    mine = graphops_on(database, tmp_path, "runs", "--user", "ann", "--limit", "1")
     assert [line.split()[2] for line in mine.stdout.splitlines()[1:]] == ["done-1"]
     assert f" {first[:8]} " in mine.stdout.splitlines()[1]
-    by_thread = graphops(database, tmp_path, "runs", "--thread", "done-1")
+    by_thread = graphops_on(database, tmp_path, "runs", "--thread", "done-1")
     assert len(by_thread.stdout.splitlines()) == 3
 
     # an unfinished run is pruned like the others, by its first span's time
     age(database, killed, 3)
-    pruned = graphops(database, tmp_path, "runs", "prune", "--older-than", "1d", "--yes")
+    pruned = graphops_on(database, tmp_path, "runs", "prune", "--older-than", "1d", "--yes")
     assert pruned.returncode == 0, pruned.stderr
     assert "killed-1" in pruned.stdout
     assert store.traces("killed-1") == []
@@ -246,17 +212,9 @@ def on_a_terminal(
 ) -> subprocess.CompletedProcess[str]:
     """``graphops`` with a pseudo-terminal as stdin, answering ``answer`` to its question."""
     leader, follower = os.openpty()
-    environment = {**os.environ, "GRAPHOPS_DATABASE_URL": url, "GRAPHOPS_DATA_DIR": str(data)}
     try:
         os.write(leader, answer.encode() + b"\n")
-        return subprocess.run(
-            [GRAPHOPS, *argv],
-            env=environment,
-            stdin=follower,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return graphops_on(url, data, *argv, stdin=follower)
     finally:
         os.close(follower)
         os.close(leader)
@@ -264,7 +222,7 @@ def on_a_terminal(
 
 async def test_on_a_terminal_prune_asks_first(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'g.sqlite'}"
-    graphops(url, tmp_path, "db", "upgrade")
+    graphops_on(url, tmp_path, "db", "upgrade")
     age(url, await record(url, "t-old", "ann"), 3)
     total = span_count(url)
     argv = ("runs", "prune", "--older-than", "1d")

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import text
 
 from graphops.db import current, engine_for
-
-ROOT = Path(__file__).resolve().parents[2]
-GRAPHOPS = str(Path(sys.executable).with_name("graphops"))
+from tests.integration.support import ROOT, graphops_on
 
 
 def graphops(url: str, data: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "GRAPHOPS_DATABASE_URL": url,
-        "GRAPHOPS_DATA_DIR": str(data),
-        "GRAPHOPS_PROMPTS_DIR": str(ROOT / "prompts"),
-    }
-    return subprocess.run(
-        [GRAPHOPS, *argv],
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """``graphops`` on ``url`` with the repository's prompts, stdin not a terminal."""
+    return graphops_on(url, data, *argv, GRAPHOPS_PROMPTS_DIR=str(ROOT / "prompts"))
 
 
 def rows(url: str, table: str) -> int:

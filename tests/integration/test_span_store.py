@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from graphops.db import current, downgrade, engine_for, head, require_current, u
 from graphops.errors import ConfigurationError, RunError
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
+from tests.integration.support import run_graphops
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -160,18 +159,11 @@ def test_unreachable_postgres_and_bad_urls_are_clear_errors() -> None:
 
 
 def test_cli_db_and_runs(tmp_path: Path, postgres_url: str) -> None:
-    graphops = str(Path(sys.executable).with_name("graphops"))
     downgrade(postgres_url, "base")
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "GRAPHOPS_DATA_DIR": str(tmp_path),
-            "GRAPHOPS_DATABASE_URL": postgres_url,
-        }
-        return subprocess.run(
-            [graphops, *argv], env=env, capture_output=True, text=True, timeout=120
-        )
+        env = {"GRAPHOPS_DATA_DIR": str(tmp_path), "GRAPHOPS_DATABASE_URL": postgres_url}
+        return run_graphops(*argv, env=env)
 
     refused = run("runs")
     assert refused.returncode == 2

@@ -7,18 +7,15 @@ non-zero, and leaves the file as it was (byte for byte).
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from graphops.db import engine_for, upgrade
+from tests.integration.support import ROOT, run_graphops
 
-ROOT = Path(__file__).resolve().parents[2]
-GRAPHOPS = str(Path(sys.executable).with_name("graphops"))
 COMMANDS = [
     ["ask", "How do I ingest a URL?"],
     ["runs"],
@@ -30,14 +27,11 @@ COMMANDS = [
 
 def cli(data: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     environment = {
-        **os.environ,
         "GRAPHOPS_DATA_DIR": str(data),
         "GRAPHOPS_PROMPTS_DIR": str(ROOT / "prompts"),
         "GRAPHOPS_CORPUS": str(ROOT / "docs"),
     }
-    return subprocess.run(
-        [GRAPHOPS, *argv], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
-    )
+    return run_graphops(*argv, env=environment, cwd=ROOT)
 
 
 def refused(done: subprocess.CompletedProcess[str], code: int, *named: str) -> str:

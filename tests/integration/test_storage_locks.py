@@ -8,7 +8,6 @@ a bounded time, instead of a traceback (``ask``) or a 150 s hang (``prompts labe
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,9 +25,7 @@ from graphops.db import BUSY_TIMEOUT_S, upgrade
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
 from graphops.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
-GRAPHOPS = str(Path(sys.executable).with_name("graphops"))
+from tests.integration.support import ROOT, run_graphops
 
 # opens the file, takes the write lock with a write, says so, sleeps, then commits
 HOLDER = """
@@ -98,14 +95,11 @@ def test_a_lock_held_briefly_loses_no_span(
 
 def cli(data: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {
-        **os.environ,
         "GRAPHOPS_DATA_DIR": str(data),
         "GRAPHOPS_PROMPTS_DIR": str(ROOT / "prompts"),
         **env,
     }
-    return subprocess.run(
-        [GRAPHOPS, *argv], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=90
-    )
+    return run_graphops(*argv, env=environment, cwd=ROOT, timeout=90)
 
 
 def one_error_line(done: subprocess.CompletedProcess[str], path: Path) -> None:

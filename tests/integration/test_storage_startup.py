@@ -7,9 +7,7 @@ newer graphops was sent to ``db upgrade``, which crashed inside alembic.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,8 +23,7 @@ from graphops.db import current, downgrade, engine_for, head, prepare_url
 from graphops.errors import ConfigurationError
 from graphops.observe import Metrics, Telemetry
 from graphops.ops import Ops
-
-GRAPHOPS = str(Path(sys.executable).with_name("graphops"))
+from tests.integration.support import run_graphops
 
 
 class Word(TypedDict, total=False):
@@ -45,10 +42,7 @@ def shout_graph() -> StateGraph[Word]:
 
 
 def cli(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "GRAPHOPS_DATA_DIR": str(tmp_path / "data"), **env}
-    return subprocess.run(
-        [GRAPHOPS, *argv], env=environment, capture_output=True, text=True, timeout=120
-    )
+    return run_graphops(*argv, env={"GRAPHOPS_DATA_DIR": str(tmp_path / "data"), **env})
 
 
 @pytest.mark.anyio
