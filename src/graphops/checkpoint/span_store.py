@@ -67,6 +67,34 @@ class RunRow:
     replay_of: str | None = None  # a re-run: the trace id of the run it replays
 
 
+@dataclass(frozen=True)
+class _RunFilter:
+    """What :meth:`SqlSpanStore.runs` asks of finished and unfinished runs alike."""
+
+    user: str | None
+    since_ns: int | None
+    before_ns: int | None
+    thread: str | None
+    limit: int | None
+
+    def conditions(
+        self, started: ColumnElement[int], who: ColumnElement[str]
+    ) -> list[ColumnElement[bool]]:
+        """The start-time and user filters, on a run's start time ``started`` and user ``who``.
+
+        Those are a root span's columns for a finished run and aggregates over its spans
+        for an unfinished one; the thread filter differs in shape, so each query adds it.
+        """
+        conditions: list[ColumnElement[bool]] = []
+        if self.since_ns is not None:
+            conditions.append(started >= self.since_ns)
+        if self.before_ns is not None:
+            conditions.append(started < self.before_ns)
+        if self.user is not None:
+            conditions.append(who == self.user)
+        return conditions
+
+
 class SqlSpanStore:
     """Spans in SQL, by run (trace) and by thread."""
 
@@ -121,64 +149,41 @@ class SqlSpanStore:
         means every run. Every filter is SQL, so ``limit`` counts matching runs.
         """
         out: list[RunRow] = []
-        bounds = (user, since_ns, before_ns, thread, limit)
+        where = _RunFilter(user, since_ns, before_ns, thread, limit)
         if status != "unfinished":
-            out += self._finished(*bounds, status)
+            out += self._finished(where, status)
         if unfinished or status == "unfinished":
-            out += self._unfinished(*bounds)
+            out += self._unfinished(where)
         out.sort(key=lambda run: run.started_ns, reverse=True)
         return out if limit is None else out[:limit]
 
-    def _finished(
-        self,
-        user: str | None,
-        since_ns: int | None,
-        before_ns: int | None,
-        thread: str | None,
-        limit: int | None,
-        status: str | None,
-    ) -> list[RunRow]:
-        conditions: list[ColumnElement[bool]] = [
-            spans_table.c.parent_span_id.is_(None),
-            spans_table.c.run_id.is_not(None),
+    def _finished(self, where: _RunFilter, status: str | None) -> list[RunRow]:
+        """Finished runs: root spans, filtered on the root's own start time, thread and user."""
+        c = spans_table.c
+        conditions = [
+            c.parent_span_id.is_(None),
+            c.run_id.is_not(None),
+            *where.conditions(c.start_ns, _attribute(sc.USER)),
         ]
-        if since_ns is not None:
-            conditions.append(spans_table.c.start_ns >= since_ns)
-        if before_ns is not None:
-            conditions.append(spans_table.c.start_ns < before_ns)
         if status is not None:
-            conditions.append(spans_table.c.status == status)
-        if thread is not None:
-            conditions.append(spans_table.c.thread_id == thread)
-        if user is not None:
-            conditions.append(_attribute(sc.USER) == user)
+            conditions.append(c.status == status)
+        if where.thread is not None:
+            conditions.append(c.thread_id == where.thread)
         query = select(spans_table).where(and_(*conditions)).order_by(spans_table.c.start_ns.desc())
         with self.engine.connect() as connection:
-            rows = connection.execute(query.limit(limit)).mappings().all()
+            rows = connection.execute(query.limit(where.limit)).mappings().all()
         return [_run_row(row) for row in rows]
 
-    def _unfinished(
-        self,
-        user: str | None,
-        since_ns: int | None,
-        before_ns: int | None,
-        thread: str | None,
-        limit: int | None,
-    ) -> list[RunRow]:
+    def _unfinished(self, where: _RunFilter) -> list[RunRow]:
         """Traces with no root span (and none that is not a run, like ``update_state``)."""
         c = spans_table.c
         started = func.min(c.start_ns)
         who = func.max(_attribute(sc.USER))
-        conditions: list[ColumnElement[bool]] = [
+        conditions = [
             func.sum(case((or_(c.parent_span_id.is_(None), c.run_id.is_not(None)), 1), else_=0))
-            == 0
+            == 0,
+            *where.conditions(started, who),
         ]
-        if since_ns is not None:
-            conditions.append(started >= since_ns)
-        if before_ns is not None:
-            conditions.append(started < before_ns)
-        if user is not None:
-            conditions.append(who == user)
         query = select(
             c.trace_id,
             func.max(c.thread_id).label("thread_id"),
@@ -187,13 +192,13 @@ class SqlSpanStore:
             who.label("user"),
             func.max(_attribute(sc.AGENT_NAME)).label("graph"),
         )
-        if thread is not None:
+        if where.thread is not None:  # before grouping: all spans of the traces with one on it
             query = query.where(
-                c.trace_id.in_(select(c.trace_id).where(c.thread_id == thread).distinct())
+                c.trace_id.in_(select(c.trace_id).where(c.thread_id == where.thread).distinct())
             )
         query = query.group_by(c.trace_id).having(and_(*conditions)).order_by(started.desc())
         with self.engine.connect() as connection:
-            rows = connection.execute(query.limit(limit)).all()
+            rows = connection.execute(query.limit(where.limit)).all()
         return [
             RunRow(
                 trace_id=row.trace_id,
