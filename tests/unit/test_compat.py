@@ -1,0 +1,147 @@
+"""The contract with LangGraph's private shapes: each test names the shape it checks.
+
+graphops touches LangGraph internals only through ``graphops._compat.langgraph``;
+when an upgrade changes one of them, the test here that checks it fails with the
+shape's name, before any graph is built on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import operator
+from typing import Annotated, Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
+from typing_extensions import TypedDict
+
+from graphops._compat import langgraph as compat
+
+
+class State(TypedDict, total=False):
+    x: int
+    log: Annotated[list[str], operator.add]
+
+
+def _graph() -> StateGraph[State]:
+    graph = StateGraph(State)
+    graph.add_node("a", lambda s: {"x": s.get("x", 0) + 1, "log": ["a"]})
+    graph.add_node("b", lambda s: {"log": ["b"]})
+    graph.add_edge(START, "a")
+    graph.add_conditional_edges("a", lambda s: "b" if s["x"] < 2 else END, ["b", END])
+    graph.add_edge("b", END)
+    return graph
+
+
+def test_shape_state_node_spec_is_a_dataclass_with_the_fields_graphops_copies() -> None:
+    fields = {f.name for f in dataclasses.fields(compat.StateNodeSpec)}
+    wanted = {"runnable", "input_schema", "retry_policy", "ends", "defer", "timeout"}
+    assert wanted | {"is_error_handler", "error_handler_node", "metadata"} <= fields
+    spec = _graph().nodes["a"]
+    copied = compat.copy_spec(spec, timeout=None)
+    assert copied is not spec and copied.runnable is spec.runnable
+
+
+def test_shape_branch_spec_takes_path_ends_and_input_schema() -> None:
+    assert list(inspect.signature(compat.BranchSpec).parameters) == [
+        "path",
+        "ends",
+        "input_schema",
+    ]
+    spec = next(iter(_graph().branches["a"].values()))
+    assert isinstance(spec, compat.BranchSpec)
+    remade = compat.branch(spec.path, spec.ends, State)
+    assert remade.ends == {"b": "b", END: END}
+
+
+def test_shape_builder_node_defaults_and_schema_registration() -> None:
+    graph = _graph()
+    graph.set_node_defaults(error_handler=lambda s: {"log": ["handled"]})
+    graph.compile()  # compile adds the default handler node to the builder
+    assert compat.DEFAULT_ERROR_HANDLER_NODE in graph.nodes
+    copy: StateGraph[State] = StateGraph(State)
+    compat.copy_defaults(graph, copy)
+    assert copy._node_defaults is not graph._node_defaults
+    assert copy._node_defaults.error_handler is None  # the node itself is copied instead
+
+    class Extra(TypedDict, total=False):
+        extra: int
+
+    compat.add_schema(copy, Extra)
+    assert "extra" in copy.channels
+
+
+def test_shape_plain_node_runs_sync_and_async_bodies_untraced() -> None:
+    async def abody(state: State) -> State:
+        return {"x": 2}
+
+    node = compat.plain_node("n", lambda state: {"x": 1}, abody)
+    assert node.invoke({}) == {"x": 1}
+    assert getattr(node, "trace", None) is False
+
+
+def test_shape_conditional_edge_runs_are_tagged_after_the_node_body() -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    seen: list[tuple[str, list[str]]] = []
+
+    class Tags(BaseCallbackHandler):
+        def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+            seen.append((str(kwargs.get("name")), list(kwargs.get("tags") or [])))
+
+    _graph().compile().invoke({"x": 0}, {"callbacks": [Tags()]})
+    routes = [tags for name, tags in seen if compat.is_conditional_edge_run(tags)]
+    bodies = [tags for name, tags in seen if name == "a"]
+    assert routes, f"no conditional-edge run tagged seq:step:2+ among {seen}"
+    assert bodies and not any(compat.is_conditional_edge_run(t) for t in bodies)
+
+
+def test_shape_update_state_run_name_and_channel_names() -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    roots: list[str] = []
+
+    class Roots(BaseCallbackHandler):
+        def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+            if kwargs.get("parent_run_id") is None:
+                roots.append(str(kwargs.get("name")))
+
+    app = (
+        _graph()
+        .compile(checkpointer=InMemorySaver(), name="notes")
+        .with_config({"callbacks": [Roots()]})
+    )
+    config: Any = {"configurable": {"thread_id": "t"}}
+    app.invoke({"x": 0}, config)
+    app.update_state(config, {"x": 5}, as_node="a")  # runs a's conditional edge
+    assert roots[0] == "notes" and not compat.is_update_state_run(roots[0])
+    assert compat.is_update_state_run(roots[-1]), roots
+    saved = app.checkpointer.get_tuple(config)  # type: ignore[union-attr]
+    names = list(saved.checkpoint["channel_values"])
+    assert "x" in names and all(compat.is_state_channel(n) for n in ("x", "log"))
+    assert not compat.is_state_channel("branch:to:b") and not compat.is_state_channel("__start__")
+
+
+def test_shape_an_interrupted_run_returns_its_interrupts_under_the_key() -> None:
+    graph = StateGraph(State)
+
+    def ask(state: State) -> State:
+        return {"x": interrupt("how many?")}
+
+    graph.add_node("ask", ask)
+    graph.add_edge(START, "ask")
+    app = graph.compile(checkpointer=InMemorySaver())
+    out = app.invoke({"x": 0}, {"configurable": {"thread_id": "i"}})
+    assert compat.INTERRUPT_KEY in out
+
+
+@pytest.mark.parametrize("name", ["GraphInterrupt"])
+def test_shape_interrupt_errors(name: str) -> None:
+    import langgraph.errors as errors
+
+    error = getattr(errors, name)([])
+    assert compat.is_interrupt(error) and compat.is_bubble_up(error)
+    assert not compat.is_interrupt(ValueError()) and not compat.is_bubble_up(ValueError())
