@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from graphops.builder import build_observed_graph
 from graphops.observe import Metrics, Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 
 
 class NullExporter(SpanExporter):

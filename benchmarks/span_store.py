@@ -87,7 +87,7 @@ async def checkpointed_overhead(rounds: int = 5, runs: int = 200) -> dict[str, f
     from graphops.builder import build_observed_graph
     from graphops.checkpoint.savers import open_checkpointer
     from graphops.observe import Metrics, Telemetry
-    from graphops.ops import Ops
+    from graphops.policies import Ops
 
     folder = Path(tempfile.mkdtemp())
     url = f"sqlite:///{folder / 'graphops.sqlite'}"
@@ -144,7 +144,7 @@ async def reference_checkpointed(items: list[str]) -> dict[str, list[float]]:
     from graphops.builder import build_observed_graph
     from graphops.checkpoint.savers import open_checkpointer
     from graphops.observe import Telemetry
-    from graphops.ops import CachePolicy, GuardPolicy, Ops
+    from graphops.policies import CachePolicy, GuardPolicy, Ops
     from graphops.settings import load_settings
     from graphs.agentic_rag import RagDeps, build_agentic_rag
 

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ValidationError
 
 from graphops.builder import build_observed_graph
 from graphops.errors import InvalidInputError
-from graphops.ops import CachePolicy, GuardPolicy, Ops
+from graphops.policies import CachePolicy, GuardPolicy, Ops
 from graphops.prompts import PromptSource, aprompt
 from graphops.settings import Settings
 from graphops.validation import validate_question

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from graphops.builder import build_observed_graph
     from graphops.checkpoint.replay import replay
     from graphops.observe.telemetry import Telemetry
-    from graphops.ops import Budget, CachePolicy, FailoverPolicy, GuardPolicy, NodeOps, Ops
+    from graphops.policies import CacheAnswer, CachePolicy, GuardPolicy, NodeOps, Ops
     from graphops.prompts import PromptRegistry, RegistryPrompts, aprompt
+    from graphops.runtime import RunScope, run_scope
 
 _LAZY = {
     "build_observed_graph": "graphops.builder",
@@ -38,9 +39,11 @@ _LAZY = {
     "PromptRegistry": "graphops.prompts",
     "RegistryPrompts": "graphops.prompts",
     "aprompt": "graphops.prompts",
+    "RunScope": "graphops.runtime",
+    "run_scope": "graphops.runtime",
     **{
-        name: "graphops.ops"
-        for name in ("Budget", "CachePolicy", "FailoverPolicy", "GuardPolicy", "NodeOps", "Ops")
+        name: "graphops.policies"
+        for name in ("CacheAnswer", "CachePolicy", "GuardPolicy", "NodeOps", "Ops")
     },
 }
 
@@ -55,11 +58,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Budget",
+    "CacheAnswer",
     "CachePolicy",
     "ConfigurationError",
     "CorpusIndexError",
-    "FailoverPolicy",
     "GraphopsError",
     "GuardPolicy",
     "IngestError",
@@ -70,6 +72,7 @@ __all__ = [
     "PromptRegistry",
     "RegistryPrompts",
     "RunError",
+    "RunScope",
     "Settings",
     "StorageError",
     "Telemetry",
@@ -78,4 +81,5 @@ __all__ = [
     "build_observed_graph",
     "load_settings",
     "replay",
+    "run_scope",
 ]

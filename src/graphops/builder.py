@@ -1,55 +1,57 @@
 """``build_observed_graph``: the user's graph back, with the ops steps in it.
 
 The user's graph is rebuilt flat, not nested as a subgraph (a subgraph costs a
-second Pregel loop per run: measured 2.0x a plain 5-node invoke against 1.3x for two
-inserted nodes). Its nodes, edges and conditional edges are copied as they are,
-so conditional edges, ``Command`` routing, ``Send`` fan-outs, subgraphs, sync and
-async nodes behave exactly as before. Around them:
+second Pregel loop per run). Its nodes (copied, never shared: ``compile`` mutates
+specs), edges and conditional edges keep their behaviour, so conditional edges,
+``Command`` routing, ``Send`` fan-outs, subgraphs, sync and async nodes run as
+before. Around them, at most two nodes and one control callback:
 
-* head steps (``guard``, then ``cache_lookup``) take START's place and hand over
-  to the user's first nodes, or end the run (refused, or answered from cache);
-* tail steps (``cache_store``, then ``settle``) run once after every other node:
-  the first is a LangGraph ``defer`` node reached from every user node, so it runs
-  however the run ends (an edge to END, ``Command(goto=END)``, a node with no
-  outgoing edge, the last ``Send`` worker);
-* per-node options (timeout, retry) become LangGraph's own node options;
+* the head node (``graphops_head``: ``guard``, then ``cache_lookup``) takes
+  START's place and routes with ``Command(goto=…)`` to where START led, to END
+  when refused, or past the user's nodes when the cache answered;
+* the tail node (``graphops_tail``: ``cache_store``, then ``settle``) is where
+  every way to END now leads (edges to END, routers' END, nodes that may
+  ``Command(goto=END)``, nodes with no way out); it is deferred, so it runs once,
+  when nothing else is left;
+* the run scope (:mod:`graphops.runtime`) opens and closes with every run,
+  whatever node it starts at and however it ends, and settles a run the tail
+  did not reach;
 * telemetry is the pipeline's callback handler, bound into the compiled graph's
-  config: no node is wrapped, so it costs nothing a node would.
+  config: no node is wrapped.
+
+Per-node options (timeout, retry) become LangGraph's own node options. Every
+private LangGraph shape used here goes through :mod:`graphops._compat.langgraph`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, TypedDict, cast, get_type_hints
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, TypedDict, cast, get_type_hints
 
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph._branch import BranchSpec
-from langgraph.graph._node import StateNodeSpec
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Checkpointer, TimeoutPolicy
+from langgraph.types import Checkpointer, Send, TimeoutPolicy
 
+from graphops._compat import langgraph as compat
 from graphops.errors import UserError
-from graphops.ops import NodeOps, Ops
-from graphops.steps import (
-    OPS_KEY,
-    cache_hit,
-    cache_lookup_node,
-    cache_store_node,
-    guard_node,
-    merge_ops,
-    refused,
-    settle_node,
-)
+from graphops.policies import CachePolicy, GuardPolicy, NodeOps, Ops
+from graphops.runtime import RunScope, ScopeHandler
+from graphops.steps.base import Step
+from graphops.steps.cache import cache_lookup_step, cache_store_step
+from graphops.steps.channel import OPS_KEY, ops_channel
+from graphops.steps.guard import guard_step
+from graphops.steps.names import HEAD_NODE, STEP_NAMES, STEP_NODE_KEY, TAIL_NODE
+from graphops.steps.nodes import head_node, tail_node
+from graphops.steps.settle import settle_scope, settle_step
 
 __all__ = ["build_observed_graph"]
 
-STEP_NAMES = ("guard", "cache_lookup", "cache_store", "settle")
-
 Edge = tuple[str, str] | tuple[str, Callable[..., Any], Mapping[str, str] | Sequence[str] | None]
 """``(source, target)`` or ``(source, path_function, path_map)`` for a conditional edge."""
+
+_RESERVED = frozenset({*STEP_NAMES, HEAD_NODE, TAIL_NODE})
 
 
 def _from_nodes(
@@ -68,8 +70,7 @@ def _from_nodes(
             raise UserError(f"node {name!r} is {type(action).__name__}, not a callable")
         builder.add_node(name, action)
     if edges is None:  # a pipeline in the mapping's order
-        names = [START, *nodes, END]
-        edges = list(itertools.pairwise(names))
+        edges = list(itertools.pairwise([START, *nodes, END]))
     for edge in edges:
         if len(edge) == 2:
             builder.add_edge(edge[0], edge[1])
@@ -99,48 +100,74 @@ def _user_graph(
     )
 
 
+def _check_ops(ops: Any) -> Ops:
+    if not isinstance(ops, Ops):
+        raise UserError(f"ops= takes graphops.Ops, not {type(ops).__name__}")
+    for name, policy, kind in (
+        ("guard", ops.guard, GuardPolicy),
+        ("cache", ops.cache, CachePolicy),
+    ):
+        if policy is not None and not isinstance(policy, kind):
+            raise UserError(
+                f"Ops.{name} takes {kind.__name__} or None, not {type(policy).__name__}"
+            )
+    for node, options in ops.nodes.items():
+        if not isinstance(options, NodeOps):
+            raise UserError(f"Ops.nodes[{node!r}] takes NodeOps, not {type(options).__name__}")
+    return ops
+
+
 def _with_ops_key(schema: type[Any], name: str) -> type[Any]:
     """``schema``'s fields plus the ``graphops`` channel, as a TypedDict."""
     fields = dict(get_type_hints(schema, include_extras=True))
-    fields[OPS_KEY] = Annotated[dict[str, Any], merge_ops]
+    fields[OPS_KEY] = ops_channel()
     return cast(type[Any], TypedDict(name, fields, total=False))  # type: ignore[operator]
 
 
-def _node_spec(spec: StateNodeSpec[Any, Any], options: NodeOps | None) -> StateNodeSpec[Any, Any]:
-    """The user's node spec, with graphops' per-node options where the user set none."""
-    if options is None:
-        return spec
+def _node_spec(spec: Any, options: NodeOps | None) -> Any:
+    """A copy of the user's node spec, with graphops' options where the user set none."""
     changes: dict[str, Any] = {}
-    if options.timeout is not None and spec.timeout is None:
-        changes["timeout"] = TimeoutPolicy(run_timeout=options.timeout)
-    if options.retry is not None and not spec.retry_policy:
-        changes["retry_policy"] = options.retry
-    return dataclasses.replace(spec, **changes) if changes else spec
+    if options is not None:
+        if options.timeout is not None and spec.timeout is None:
+            changes["timeout"] = TimeoutPolicy(run_timeout=options.timeout)
+        if options.retry is not None and not spec.retry_policy:
+            changes["retry_policy"] = options.retry
+    return compat.copy_spec(spec, **changes)
 
 
-def _stop_aware(path: Any, stop_target: Callable[[Any], str | None]) -> Any:
-    """A START branch moved after the head steps: it routes only runs they let through."""
+def _to_tail(target: Any, tail: str) -> Any:
+    """A routing result with END replaced by the tail (names, ``Send``s, lists of them)."""
+    if isinstance(target, list | tuple):
+        return [tail if t == END else t for t in target]
+    return tail if target == END else target
+
+
+def _redirected(path: Runnable[Any, Any], tail: str) -> Runnable[Any, Any]:
+    """A router without a path map, whose END results lead to the tail instead."""
 
     def route(state: Any, config: RunnableConfig) -> Any:
-        stop = stop_target(state)
-        if stop is not None:
-            return stop
-        return path.invoke({k: v for k, v in state.items() if k != OPS_KEY}, config)
+        return _to_tail(path.invoke(state, config), tail)
 
     async def aroute(state: Any, config: RunnableConfig) -> Any:
-        stop = stop_target(state)
-        if stop is not None:
-            return stop
-        return await path.ainvoke({k: v for k, v in state.items() if k != OPS_KEY}, config)
+        return _to_tail(await path.ainvoke(state, config), tail)
 
     return RunnableLambda(route, afunc=aroute, name=getattr(path, "name", None) or "route")
 
 
+def _branch_to_tail(spec: compat.BranchSpec, tail: str | None) -> compat.BranchSpec:
+    if tail is None:
+        return spec
+    if spec.ends is None:
+        return compat.branch(_redirected(spec.path, tail), None, spec.input_schema)
+    ends = {key: (tail if target == END else target) for key, target in spec.ends.items()}
+    return compat.branch(spec.path, ends, spec.input_schema)
+
+
 def _copy_user_graph(
-    user: StateGraph[Any], new: StateGraph[Any], ops: Ops
-) -> tuple[list[str], dict[str, BranchSpec]]:
-    """Copy nodes, channels and non-START edges; return START's targets and branches."""
-    clash = set(STEP_NAMES) & set(user.nodes)
+    user: StateGraph[Any], new: StateGraph[Any], ops: Ops, tail: str | None
+) -> tuple[list[str], dict[str, compat.BranchSpec]]:
+    """Copy nodes, channels and non-START edges (END led to ``tail``); START's edges back."""
+    clash = _RESERVED & set(user.nodes)
     if clash:
         raise UserError(f"node names {sorted(clash)} are reserved for graphops steps: rename them")
     unknown = set(ops.nodes) - set(user.nodes)
@@ -151,16 +178,77 @@ def _copy_user_graph(
     new.schemas.update(user.schemas)
     new.channels.update(user.channels)
     new.managed.update(user.managed)
-    new._node_defaults = user._node_defaults
+    compat.copy_defaults(user, new)
     for name, spec in user.nodes.items():
         new.nodes[name] = _node_spec(spec, ops.nodes.get(name))
-    start_targets = [b for a, b in user.edges if a == START]
-    new.edges.update((a, b) for a, b in user.edges if a != START)
+    end = tail or END
+    new.edges.update((a, end if b == END else b) for a, b in user.edges if a != START)
     new.waiting_edges.update(user.waiting_edges)
     for source, branches in user.branches.items():
         if source != START:
-            new.branches[source].update(branches)
-    return start_targets, dict(user.branches.get(START, {}))
+            for name, branch in branches.items():
+                new.branches[source][name] = _branch_to_tail(branch, tail)
+    if tail is not None:
+        for node in _ending_otherwise(user):
+            new.edges.add((node, tail))
+    start_targets = [end if b == END else b for a, b in user.edges if a == START]
+    starts = {n: _branch_to_tail(s, tail) for n, s in user.branches.get(START, {}).items()}
+    return start_targets, starts
+
+
+def _ending_otherwise(user: StateGraph[Any]) -> list[str]:
+    """Nodes that can end a run without an edge or router leading to END.
+
+    A node whose ``Command`` may go to END (``destinations`` with END), and a node
+    with no way out at all. The edge to the tail they get fires after every run
+    of the node, but the tail is deferred: it still runs once, at the end.
+    """
+    out = []
+    for name, spec in user.nodes.items():
+        if spec.is_error_handler:
+            continue
+        has_edges = any(a == name for a, _ in user.edges) or bool(user.branches.get(name))
+        waits = any(name in sources for sources, _ in user.waiting_edges)
+        commands_end = spec.ends is not None and END in tuple(spec.ends)
+        if commands_end or (not has_edges and not spec.ends and not waits):
+            out.append(name)
+    return out
+
+
+def _route_start(
+    targets: list[str], branches: Mapping[str, compat.BranchSpec]
+) -> tuple[Callable[[Any, RunnableConfig], Any], Callable[[Any, RunnableConfig], Any]]:
+    """Where START led, as the head's ``goto``: its edges, plus each router's choice."""
+
+    def mapped(spec: compat.BranchSpec, result: Any) -> list[Any]:
+        results = result if isinstance(result, list | tuple) else [result]
+        if spec.ends is None:
+            return list(results)
+        return [r if isinstance(r, Send) else spec.ends[cast(Hashable, r)] for r in results]
+
+    def proceed(state: Any, config: RunnableConfig) -> Any:
+        goto: list[Any] = list(targets)
+        for spec in branches.values():
+            goto += mapped(spec, spec.path.invoke(state, config))
+        return goto
+
+    async def aproceed(state: Any, config: RunnableConfig) -> Any:
+        goto: list[Any] = list(targets)
+        for spec in branches.values():
+            goto += mapped(spec, await spec.path.ainvoke(state, config))
+        return goto
+
+    return proceed, aproceed
+
+
+def _destinations(
+    targets: list[str], branches: Mapping[str, compat.BranchSpec], answered: str
+) -> tuple[str, ...]:
+    """Where the head may go, for the drawing: START's targets, the answered path, END."""
+    out = list(targets)
+    for spec in branches.values():
+        out += list((spec.ends or {}).values())
+    return tuple(dict.fromkeys([*out, answered, END]))
 
 
 def build_observed_graph(
@@ -177,137 +265,99 @@ def build_observed_graph(
     """Your graph, compiled, with the ops steps of ``ops`` inserted and telemetry bound.
 
     ``graph_or_nodes`` is your ``StateGraph`` (the usual case; a compiled graph's
-    builder is used), or a mapping of node name to callable with ``state_schema``
-    and ``edges`` (a pipeline in mapping order when ``edges`` is omitted).
-    ``checkpointer``, ``store`` and ``cache`` go to LangGraph's ``compile``.
-    Who runs (``user``, ``tenant``, ``session``, ``ip``) is read from
-    ``config["metadata"]``, where LangChain carries tracing metadata to every
-    callback; ``thread_id`` from ``config["configurable"]`` as usual. The output
-    carries the ``graphops`` channel (run record with the trace id, step outcomes).
+    builder is copied, not changed), or a mapping of node name to callable with
+    ``state_schema`` and ``edges`` (a pipeline in mapping order when ``edges`` is
+    omitted). ``checkpointer``, ``store`` and ``cache`` go to LangGraph's
+    ``compile``; ``name`` names the graph in spans and stored runs. Who runs
+    (``user``, ``tenant``, ``session``, ``ip``, ``api_key``) is read from
+    ``config["metadata"]`` (then ``configurable``); ``thread_id`` from
+    ``config["configurable"]`` as usual. When any step is on, the output carries
+    the ``graphops`` channel with this run's record and its steps' outcomes.
     """
-    ops = ops or Ops()
+    ops = _check_ops(ops or Ops())
     user = _user_graph(graph_or_nodes, edges, state_schema)
     if OPS_KEY in user.channels:
         raise UserError(f"the state key {OPS_KEY!r} is reserved for graphops: rename it")
-    state = _with_ops_key(user.state_schema, "GraphopsState")
-    output = _with_ops_key(user.output_schema, "GraphopsOutput")
+    telemetry = _telemetry(ops)
+    metrics = telemetry.metrics if telemetry is not None else None
+
+    head: list[Step] = []
+    tail: list[Step] = []
+    if ops.guard is not None:
+        head.append(guard_step(ops.guard))
+    if ops.cache is not None:
+        head.append(cache_lookup_step(ops.cache))
+        tail.append(cache_store_step(ops.cache))
+    if ops.guard is not None:
+        tail.append(settle_step())
+
+    steps_on = bool(head or tail)
     new: StateGraph[Any] = StateGraph(
         user.state_schema,
         user.context_schema,
         input_schema=user.input_schema,
-        output_schema=output,
+        output_schema=_with_ops_key(user.output_schema, "GraphopsOutput")
+        if steps_on
+        else user.output_schema,
     )
-    start_targets, start_branches = _copy_user_graph(user, new, ops)
-    new._add_schema(state)
-
-    head: list[tuple[str, Any]] = []
-    if ops.guard is not None:
-        head.append(("guard", guard_node(ops.guard)))
-    if ops.cache is not None:
-        head.append(("cache_lookup", cache_lookup_node(ops.cache, first=not head)))
-    tail: list[tuple[str, Any]] = []
-    if ops.cache is not None:
-        tail.append(("cache_store", cache_store_node(ops.cache)))
-    if ops.guard is not None:
-        tail.append(("settle", settle_node(ops.guard)))
-
-    for step, action in head:
-        new.add_node(step, action, input_schema=state)
-    for i, (step, action) in enumerate(tail):
-        new.add_node(step, action, input_schema=state, defer=i == 0)
-
-    after_hit = "settle" if ops.guard is not None else END
-
-    def stop_target(values: Any) -> str | None:
-        """Where a run the head steps stopped goes: END if refused, past the nodes on a hit."""
-        if refused(values):
-            return END
-        return after_hit if cache_hit(values) else None
-
+    tail_name = TAIL_NODE if tail else None
+    start_targets, start_branches = _copy_user_graph(user, new, ops, tail_name)
+    if steps_on:
+        compat.add_schema(new, _with_ops_key(user.state_schema, "GraphopsState"))
+    if tail:
+        new.add_node(
+            TAIL_NODE,
+            tail_node(tail, metrics=metrics),
+            input_schema=user.state_schema,
+            defer=True,
+            metadata={STEP_NODE_KEY: ", ".join(s.name for s in tail)},
+        )
+        new.add_edge(TAIL_NODE, END)
     if head:
-        new.add_edge(START, head[0][0])
-        for (step, _), (following, _) in itertools.pairwise(head):
-            new.add_conditional_edges(step, _head_route(stop_target, [following]), [following, END])
-        last = head[-1][0]
-        if start_targets:
-            new.add_conditional_edges(
-                last, _head_route(stop_target, start_targets), [*start_targets, after_hit, END]
-            )
-        for branch_name, spec in start_branches.items():
-            ends = {**spec.ends, END: END, after_hit: after_hit} if spec.ends else None
-            new.branches[last][branch_name] = BranchSpec(
-                _stop_aware(spec.path, stop_target), ends, state
-            )
+        proceed, aproceed = _route_start(start_targets, start_branches)
+        answered = tail_name or END
+        new.add_node(
+            HEAD_NODE,
+            head_node(head, proceed=proceed, aproceed=aproceed, answered=answered, metrics=metrics),
+            input_schema=user.state_schema,
+            destinations=_destinations(start_targets, start_branches, answered),
+            metadata={STEP_NODE_KEY: ", ".join(s.name for s in head)},
+        )
+        new.add_edge(START, HEAD_NODE)
     else:
         new.edges.update((START, target) for target in start_targets)
         for branch_name, spec in start_branches.items():
             new.branches[START][branch_name] = spec
 
-    if tail:
-        first_tail = tail[0][0]
-        for node in _may_end(user):
-            new.add_edge(node, first_tail)
-        for (step, _), (following, _) in itertools.pairwise(tail):
-            new.add_edge(step, following)
-        new.add_edge(tail[-1][0], END)
-
+    graph_name = name or "graph"
     try:
-        compiled = new.compile(
-            checkpointer=checkpointer, store=store, cache=cache, name=name or "graph"
-        )
+        compiled = new.compile(checkpointer=checkpointer, store=store, cache=cache, name=graph_name)
     except ValueError as exc:  # LangGraph's own validation of the graph as given
         raise UserError(str(exc)) from exc
-    return _bind_telemetry(compiled, ops)
-
-
-def _may_end(user: StateGraph[Any]) -> list[str]:
-    """The nodes after which a run can end: where the deferred tail must be reached from.
-
-    Only these, because LangGraph runs a deferred node beside ``Send`` tasks: reached
-    from a node that always continues, the tail would run mid-run at a fan-out.
-    """
-    out: list[str] = []
-    for name, spec in user.nodes.items():
-        if spec.is_error_handler:
-            continue
-        targets = {b for a, b in user.edges if a == name}
-        branches = user.branches.get(name, {})
-        may_end = (
-            END in targets
-            or any(b.ends is None or END in b.ends.values() for b in branches.values())
-            or (spec.ends is not None and END in tuple(spec.ends))
-            or (not targets and not branches and not spec.ends and not _waits(user, name))
+    callbacks: list[Any] = []
+    if telemetry is not None:
+        callbacks.append(telemetry.handler)
+    if steps_on:
+        callbacks.append(
+            ScopeHandler(
+                graph_name,
+                trace_of=telemetry.handler.trace_of if telemetry is not None else None,
+                on_open=(_settle_at_close,) if ops.guard is not None else (),
+            )
         )
-        if may_end:
-            out.append(name)
-    return out
+    return compiled.with_config({"callbacks": callbacks}) if callbacks else compiled
 
 
-def _waits(user: StateGraph[Any], node: str) -> bool:
-    return any(node in sources for sources, _ in user.waiting_edges)
+def _settle_at_close(scope: RunScope) -> None:
+    """A run the tail did not settle (refused, failed, interrupted) settles as it closes."""
+    scope.on_close(settle_scope)
 
 
-def _head_route(
-    stop_target: Callable[[Any], str | None], targets: list[str]
-) -> Callable[[Any], str | list[str]]:
-    def after_step(values: Any) -> str | list[str]:
-        stop = stop_target(values)
-        if stop is not None:
-            return stop
-        return targets[0] if len(targets) == 1 else targets
-
-    return after_step
-
-
-def _bind_telemetry(
-    compiled: CompiledStateGraph[Any, Any, Any, Any], ops: Ops
-) -> CompiledStateGraph[Any, Any, Any, Any]:
+def _telemetry(ops: Ops) -> Any:
     if ops.telemetry is None:
-        return compiled
+        return None
     if ops.telemetry == "default":
         from graphops.observe.telemetry import default_telemetry
 
-        telemetry = default_telemetry()
-    else:
-        telemetry = ops.telemetry
-    return compiled.with_config({"callbacks": [telemetry.handler]})
+        return default_telemetry()
+    return ops.telemetry

@@ -48,7 +48,7 @@ from typing import TypedDict
 from graphops.builder import build_observed_graph
 from graphops.checkpoint.savers import open_checkpointer
 from graphops.observe import Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 
 class State(TypedDict, total=False):
     question: str

@@ -75,7 +75,7 @@ async def test_observed_graph_spans_carry_the_models_token_counts(
 
     from graphops.builder import build_observed_graph
     from graphops.observe import Metrics, Telemetry
-    from graphops.ops import Ops
+    from graphops.policies import Ops
 
     exporter = InMemorySpanExporter()
     telemetry = Telemetry(

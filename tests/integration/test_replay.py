@@ -18,7 +18,7 @@ from graphops.checkpoint.savers import open_checkpointer
 from graphops.db import upgrade
 from graphops.errors import InvalidInputError, RunError
 from graphops.observe import Metrics, Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 from tests.integration.support import notes_graph
 
 pytestmark = pytest.mark.anyio

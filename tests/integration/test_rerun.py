@@ -25,7 +25,7 @@ from graphops.errors import InvalidInputError, RunError
 from graphops.models import ScriptedChatModel
 from graphops.models.recorded import RecordedChatModel
 from graphops.observe import Metrics, Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 from graphops.prompts import (
     PromptLibrary,
     PromptRegistry,

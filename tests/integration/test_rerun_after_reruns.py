@@ -24,7 +24,7 @@ from graphops.db import upgrade
 from graphops.errors import InvalidInputError
 from graphops.models import ScriptedChatModel
 from graphops.observe import Metrics, Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 from tests.integration.support import QA, echo, qa_nodes
 
 pytestmark = pytest.mark.anyio

@@ -15,7 +15,7 @@ from graphops.checkpoint import SqlSpanStore
 from graphops.checkpoint.savers import open_checkpointer
 from graphops.db import upgrade
 from graphops.observe import Metrics, Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 from graphops.settings import Settings
 from tests.integration.support import graphops_for, notes_graph
 

@@ -19,7 +19,7 @@ from graphops.checkpoint import SqlSpanStore
 from graphops.checkpoint.savers import open_checkpointer
 from graphops.db import engine_for
 from graphops.observe import Metrics, Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 from tests.integration.support import graphops_on, notes_graph
 
 pytestmark = pytest.mark.anyio

@@ -20,7 +20,7 @@ from graphops.checkpoint.span_export import span_row
 from graphops.db import current, downgrade, engine_for, head, require_current, upgrade
 from graphops.errors import ConfigurationError, RunError
 from graphops.observe import Metrics, Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 from tests.integration.support import run_graphops
 
 

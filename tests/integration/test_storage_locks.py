@@ -23,7 +23,7 @@ from graphops.builder import build_observed_graph
 from graphops.checkpoint import SqlSpanExporter, SqlSpanStore
 from graphops.db import BUSY_TIMEOUT_S, upgrade
 from graphops.observe import Metrics, Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 from graphops.settings import Settings
 from tests.integration.support import ROOT, run_graphops
 

@@ -22,7 +22,7 @@ from graphops.checkpoint.savers import open_checkpointer
 from graphops.db import current, downgrade, engine_for, head, prepare_url
 from graphops.errors import ConfigurationError
 from graphops.observe import Metrics, Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 from tests.integration.support import run_graphops
 
 

@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 from graphops.builder import build_observed_graph
 from graphops.errors import UserError
 from graphops.observe import Telemetry
-from graphops.ops import NodeOps, Ops
+from graphops.policies import NodeOps, Ops
 
 pytestmark = pytest.mark.anyio
 
@@ -94,7 +94,8 @@ async def test_wrapped_and_plain_graphs_end_in_the_same_state(
     assert plain["log"][-1] == "finish" and plain["total"] == 36
     if steps:
         # the deferred tail ran once, after Command(goto=END) ended the user's part
-        assert observed["graphops"]["settled"] is True
+        settled = {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0}
+        assert observed["graphops"]["settled"] == settled
         names = [s.name for s in exporter.get_finished_spans()]
         assert names.count("cache_store") == names.count("settle") == 1
         assert names.count("work") == 6
@@ -127,8 +128,8 @@ async def test_conditional_entry_point_is_kept_after_the_head_steps(telemetry: T
     assert (await app.ainvoke({"total": 50}))["log"] == ["big"]
     assert (await app.ainvoke({"total": 5}))["log"] == ["small"]
     drawing = app.get_graph().draw_mermaid()
-    assert "cache_lookup -.-> big;" in drawing
-    assert "cache_lookup -.-> small;" in drawing
+    assert "graphops_head -.-> big;" in drawing
+    assert "graphops_head -.-> small;" in drawing
 
 
 def test_the_drawing_shows_the_inserted_steps(telemetry: Telemetry) -> None:
@@ -138,16 +139,21 @@ def test_the_drawing_shows_the_inserted_steps(telemetry: Telemetry) -> None:
         .draw_mermaid()
     )
     for line in (
-        "__start__ --> guard;",
-        "guard -.-> cache_lookup;",
-        "cache_lookup -.-> plan;",
-        "cache_store --> settle;",
-        "settle --> __end__;",
-        "finish --> cache_store;",
+        "__start__ --> graphops_head;",
+        "graphops_head -.-> plan;",
+        "graphops_head -.-> graphops_tail;",  # answered from the cache
+        "graphops_head -.-> __end__;",  # refused
+        "finish --> graphops_tail;",
+        "graphops_tail --> __end__;",
+        "graphops_steps = guard, cache_lookup",  # which steps each node holds
+        "graphops_steps = cache_store, settle",
     ):
         assert line in drawing
-    # only nodes after which a run can end reach the deferred tail
-    assert "plan --> cache_store;" not in drawing
+    # two inserted nodes, and only nodes after which a run can end reach the tail
+    assert "plan --> graphops_tail;" not in drawing and "sub --> graphops_tail;" not in drawing
+    observed = build_observed_graph(tricky_graph(), ops=Ops.all_steps(telemetry=telemetry))
+    inserted = set(observed.get_graph().nodes) - set(tricky_graph().compile().get_graph().nodes)
+    assert inserted == {"graphops_head", "graphops_tail"}
     plain = build_observed_graph(tricky_graph(), ops=Ops(telemetry=telemetry)).get_graph()
     assert set(plain.nodes) == set(tricky_graph().compile().get_graph().nodes)
 

@@ -23,7 +23,7 @@ from graphops.corpus import CorpusRetriever
 from graphops.models import HashEmbeddings, ScriptedChatModel
 from graphops.observe import Telemetry, metrics_app, start_metrics_server
 from graphops.observe.logs import JsonFormatter, TextFormatter, logger
-from graphops.ops import CachePolicy, GuardPolicy, Ops
+from graphops.policies import CachePolicy, GuardPolicy, Ops
 from graphops.prompts import PromptLibrary
 from graphs.agentic_rag import RagDeps, build_agentic_rag
 from tests.conftest import rag_replies
@@ -88,16 +88,14 @@ async def test_metrics_parse_and_agree_with_the_spans(
     assert set(by_class) == {"user", "anonymous"}
     assert sum(by_class.values()) == input_tokens
     assert "ann" not in text  # users are classes in labels, never ids
-    for placeholder in (
-        "graphops_cache_requests",
-        "graphops_guard_decisions",
-        "graphops_breaker_state",
-        "graphops_budget_exhausted",
-        "graphops_prompt_variant_runs",
-        "graphops_degraded",
-        "graphops_spans_dropped",
-    ):
-        assert f"# TYPE {placeholder}" in text
+    # the guard and the cache lookup count every run they see
+    allowed = frozenset({("outcome", "allowed"), ("reason", "")})
+    assert values[("graphops_guard_decisions_total", allowed)] == 2
+    missed = frozenset({("layer", ""), ("result", "miss")})
+    assert values[("graphops_cache_requests_total", missed)] == 2
+    assert "# TYPE graphops_spans_dropped" in text
+    for unfilled in ("breaker_state", "budget_exhausted", "prompt_variant_runs", "degraded"):
+        assert f"graphops_{unfilled}" not in text  # registered by the issues that fill them
 
 
 async def test_metrics_app_and_server_serve_the_exposition(

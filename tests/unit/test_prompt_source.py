@@ -14,7 +14,7 @@ from graphops.db import upgrade
 from graphops.errors import InvalidInputError
 from graphops.models import HashEmbeddings, ScriptedChatModel
 from graphops.observe import Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 from graphops.prompts import (
     PromptLibrary,
     PromptRegistry,

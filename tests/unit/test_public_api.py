@@ -19,7 +19,7 @@ def test_importing_graphops_loads_no_langgraph_and_reads_no_environment() -> Non
 
 def test_the_public_names_resolve() -> None:
     from graphops.builder import build_observed_graph
-    from graphops.ops import Ops
+    from graphops.policies import Ops
 
     assert graphops.build_observed_graph is build_observed_graph
     assert graphops.Ops is Ops

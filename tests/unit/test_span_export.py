@@ -16,7 +16,7 @@ from typing_extensions import TypedDict
 
 from graphops.builder import build_observed_graph
 from graphops.observe import Metrics, Telemetry
-from graphops.ops import Ops
+from graphops.policies import Ops
 
 
 class Stuck(SpanExporter):

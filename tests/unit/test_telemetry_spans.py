@@ -18,7 +18,7 @@ from graphops.builder import build_observed_graph
 from graphops.corpus import CorpusRetriever
 from graphops.models import HashEmbeddings, ScriptedChatModel
 from graphops.observe import Telemetry
-from graphops.ops import CachePolicy, GuardPolicy, Ops
+from graphops.policies import CachePolicy, GuardPolicy, Ops
 from graphops.prompts import PromptLibrary
 from graphs.agentic_rag import RagDeps, build_agentic_rag
 from tests.conftest import rag_replies

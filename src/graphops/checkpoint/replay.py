@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from graphops._compat.langgraph import is_state_channel
 from graphops.checkpoint.span_store import RunRow, SpanRow, SqlSpanStore
 from graphops.errors import InvalidInputError, RunError
 from graphops.observe import semconv as sc
@@ -213,7 +214,7 @@ async def _steps(url: str, thread_id: str, runs: list[ReplayRun]) -> list[StepSt
         item.checkpoint["id"]: {
             k: v
             for k, v in (item.checkpoint.get("channel_values") or {}).items()
-            if ":" not in k and not k.startswith("__")
+            if is_state_channel(k)
         }
         for item in found
     }

@@ -24,12 +24,13 @@ from typing import Any
 import anyio.to_thread
 from langgraph.errors import InvalidUpdateError
 
+from graphops._compat.langgraph import is_state_channel
 from graphops.checkpoint.replay import ReplayRun, written_ns
 from graphops.errors import InvalidInputError
 from graphops.observe import semconv as sc
 from graphops.prompts.refs import check_name, parse_ref
 from graphops.prompts.source import PROMPT_OVERRIDES_KEY, PromptSource
-from graphops.steps.state import OPS_KEY
+from graphops.steps.channel import OPS_KEY
 
 __all__ = [
     "Fork",
@@ -265,9 +266,7 @@ def _check_graph(app: Any, original: ReplayRun) -> None:
 
 def _check_keys(app: Any, updates: Mapping[str, Any]) -> None:
     """``--set`` names only keys of the graph's state (LangGraph would ignore the others)."""
-    keys = sorted(
-        k for k in getattr(app, "channels", {}) if ":" not in k and not k.startswith("__")
-    )
+    keys = sorted(k for k in getattr(app, "channels", {}) if is_state_channel(k))
     unknown = [k for k in updates if k not in keys or k == OPS_KEY]
     if unknown:
         settable = ", ".join(k for k in keys if k != OPS_KEY)

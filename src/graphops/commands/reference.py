@@ -28,7 +28,7 @@ def observed_reference(
     from graphops.builder import build_observed_graph
     from graphops.observe import Telemetry
     from graphops.observe.tracing import exporters_named
-    from graphops.ops import CachePolicy, GuardPolicy, Ops
+    from graphops.policies import CachePolicy, GuardPolicy, Ops
     from graphs.agentic_rag import RagDeps, build_agentic_rag
 
     telemetry = Telemetry(

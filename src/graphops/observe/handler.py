@@ -18,7 +18,8 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -32,19 +33,21 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
+from graphops._compat.langgraph import is_conditional_edge_run, is_update_state_run
 from graphops.observe import genai
 from graphops.observe import semconv as sc
 from graphops.observe.logs import logger
+from graphops.steps.names import HEAD_NODE, STEP_NAMES, TAIL_NODE
 
 if TYPE_CHECKING:
     from graphops.observe.telemetry import Telemetry
 
-__all__ = ["STEP_NODES", "TelemetryHandler", "node_span"]
+__all__ = ["TelemetryHandler", "node_span", "step_span"]
 
 _ATTACHED = frozenset({"llm", "retrieval", "tool"})
 
-STEP_NODES = frozenset({"guard", "cache_lookup", "cache_store", "settle", "degrade"})
-"""Nodes graphops inserts: their spans are marked ``graphops.node.kind=step``."""
+_STEPS = frozenset(STEP_NAMES)  # their spans are marked graphops.node.kind=step
+_HOLDERS = frozenset({HEAD_NODE, TAIL_NODE})  # nodes that hold steps: each step is a span
 
 
 _NODE_INHERITS = (sc.THREAD_ID, sc.USER)  # root attributes every node span repeats
@@ -95,6 +98,7 @@ class TelemetryHandler(BaseCallbackHandler):
         self._route_by: dict[UUID, str] = {}  # conditional-edge runs → their function's name
         self._roots: dict[UUID, _Root] = {}
         self._quiet: set[UUID] = set()  # update_state() runs and everything inside them
+        self._holders: dict[UUID, dict[str, Any]] = {}  # head/tail node runs → their metadata
         self._bubble_up = _graph_bubble_up()
 
     # ---------------------------------------------------------------- plumbing
@@ -190,19 +194,20 @@ class TelemetryHandler(BaseCallbackHandler):
             self._start_root(run_id, name, metadata)
             return
         node = metadata.get("langgraph_node")
+        assert parent_run_id is not None  # a parent was found
         if node is not None and name == node:
+            if node in _HOLDERS and parent.kind == "root":
+                # no span of its own: each step it runs is one (step_span), under the run
+                self._holders[run_id] = metadata
+                self._alias[run_id] = self._alias.get(parent_run_id, parent_run_id)
+                return
             self._start_node(run_id, parent, node, metadata)
             return
-        assert parent_run_id is not None  # a parent was found
         self._alias[run_id] = self._alias.get(parent_run_id, parent_run_id)
         prompt = metadata.get(sc.PROMPT_METADATA)
         if isinstance(prompt, str) and parent.kind == "node":
             self._used_prompt(parent, prompt)
-        if (
-            parent.kind == "node"
-            and tags
-            and any(t.startswith("seq:step:") and t != "seq:step:1" for t in tags)
-        ):
+        if parent.kind == "node" and is_conditional_edge_run(tags):
             # a direct child of the node after its body (seq:step:2+) is a conditional edge
             self._route_by[run_id] = name
 
@@ -221,7 +226,7 @@ class TelemetryHandler(BaseCallbackHandler):
         It gets no span at all: a span tree of its own would be stored as a run of the
         thread that never finished. The checkpoint it writes records the edit.
         """
-        if parent_run_id in self._quiet or (parent_run_id is None and name.endswith("UpdateState")):
+        if parent_run_id in self._quiet or (parent_run_id is None and is_update_state_run(name)):
             self._quiet.add(run_id)
             return True
         return False
@@ -241,7 +246,7 @@ class TelemetryHandler(BaseCallbackHandler):
             # and the graph's name: a run that never finished is still known by its graph
             **({sc.AGENT_NAME: root.graph} if root else {}),
             sc.NODE: node,
-            sc.NODE_KIND: "step" if node in STEP_NODES else "node",
+            sc.NODE_KIND: "step" if node in _STEPS else "node",
             sc.STEP: metadata.get("langgraph_step", -1),
         }
         opened = self._start(run_id, parent, node, "node", attrs)
@@ -265,6 +270,7 @@ class TelemetryHandler(BaseCallbackHandler):
             return
         target = self._alias.pop(run_id, None)
         if target is not None:
+            self._holders.pop(run_id, None)
             route_by = self._route_by.pop(run_id, None)
             if route_by is not None and error is None:
                 self._route(target, route_by, outputs)
@@ -477,10 +483,64 @@ class TelemetryHandler(BaseCallbackHandler):
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(run_id, error)
 
+    # ---------------------------------------------------------------- steps
+    @contextlib.contextmanager
+    def step(self, holder_run: UUID, name: str) -> Iterator[Span]:
+        """A span for step ``name`` run by the head or tail node run ``holder_run``.
+
+        It is a node-kind span under the run, as a node of its own would be, so the
+        span tree reads the same whichever node holds the step.
+        """
+        metadata = self._holders.get(holder_run)
+        parent = self._parent(holder_run)
+        if metadata is None or parent is None:
+            yield INVALID_SPAN
+            return
+        run_id = uuid.uuid4()
+        step_metadata = {"langgraph_step": metadata.get("langgraph_step", -1)}
+        self._start_node(run_id, parent, name, step_metadata)
+        try:
+            yield self._open[run_id].span
+        except BaseException as error:
+            self._finish_chain(run_id, error, None)
+            raise
+        self._finish_chain(run_id, None, None)
+
     # ---------------------------------------------------------------- lookups
+    def trace_of(self, run_id: UUID) -> str | None:
+        """The trace id of the open run ``run_id`` (32 hex digits), if it has a span."""
+        opened = self._open.get(run_id)
+        if opened is None:
+            return None
+        context = opened.span.get_span_context()
+        return f"{context.trace_id:032x}" if context.is_valid else None
+
     def open_runs(self) -> int:
         """How many runs are open (0 between runs: nothing leaks)."""
-        return len(self._open) + len(self._alias) + len(self._quiet)
+        return len(self._open) + len(self._alias) + len(self._quiet) + len(self._holders)
+
+
+def _handler(config: RunnableConfig) -> tuple[TelemetryHandler | None, UUID | None]:
+    callbacks = config.get("callbacks")
+    run_id = getattr(callbacks, "parent_run_id", None)
+    for handler in getattr(callbacks, "handlers", None) or ():
+        if isinstance(handler, TelemetryHandler):
+            return handler, run_id
+    return None, run_id
+
+
+@contextlib.contextmanager
+def step_span(config: RunnableConfig, name: str) -> Iterator[Span]:
+    """The span of step ``name``, run by the head or tail node with ``config``.
+
+    A no-op span when telemetry is off or the step runs outside graphops' nodes.
+    """
+    handler, run_id = _handler(config)
+    if handler is None or run_id is None:
+        yield INVALID_SPAN
+        return
+    with handler.step(run_id, name) as span:
+        yield span
 
 
 def node_span(config: RunnableConfig) -> Span:

@@ -25,7 +25,6 @@ from typing import Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     make_asgi_app,
     start_http_server,
@@ -124,34 +123,12 @@ class Metrics:
             "Spans dropped because the export queue was full.",
             registry=r,
         )
-        # registered now, incremented by the steps that land later
+        # counted by the guard and cache steps (graphops.steps)
         self.cache_requests = Counter(
             "graphops_cache_requests", "Cache lookups.", ["layer", "result"], registry=r
         )
         self.guard_decisions = Counter(
             "graphops_guard_decisions", "Guard outcomes.", ["outcome", "reason"], registry=r
-        )
-        self.breaker_state = Gauge(
-            "graphops_breaker_state",
-            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
-            ["provider"],
-            registry=r,
-            multiprocess_mode="max",
-        )
-        self.budget_exhausted = Counter(
-            "graphops_budget_exhausted",
-            "Runs or stages that ran out of time.",
-            ["stage"],
-            registry=r,
-        )
-        self.variant_runs = Counter(
-            "graphops_prompt_variant_runs",
-            "Runs per prompt variant.",
-            ["prompt", "variant"],
-            registry=r,
-        )
-        self.degraded = Counter(
-            "graphops_degraded", "Degraded answers by ladder level.", ["level"], registry=r
         )
 
 

@@ -1,30 +1,69 @@
-"""The ops steps, each usable alone in a hand-built graph.
+"""The ops steps, each usable alone, and the head and tail nodes that hold them.
 
-``guard_node``/``guard_route``, ``cache_lookup_node``/``cache_route``,
-``cache_store_node`` and ``settle_node`` build LangGraph nodes and routing
-functions; they talk through the ``graphops`` channel (:data:`OpsChannel`), which
-a hand-built graph adds to its state schema.
+A step is a function of ``(state, scope)`` (:class:`Step`): ``guard_step``,
+``cache_lookup_step``, ``cache_store_step``, ``settle_step``. The builder puts
+them in at most two nodes (:func:`head_node`, :func:`tail_node`); a hand-built
+graph can make any one a node with :func:`step_node`, add :class:`OpsChannel` to
+its state and route on :func:`refused` and :func:`cache_hit`. Names load lazily:
+the telemetry handler imports :mod:`graphops.steps.names` without the rest.
 """
 
 from __future__ import annotations
 
-from graphops.steps.cache import cache_lookup_node, cache_route, cache_store_node
-from graphops.steps.guard import guard_node, guard_route, run_record
-from graphops.steps.settle import settle_node
-from graphops.steps.state import OPS_KEY, OpsChannel, cache_hit, merge_ops, ops_of, refused
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from graphops.steps.base import Step, StepResult, run_steps
+    from graphops.steps.cache import cache_lookup_step, cache_store_step
+    from graphops.steps.channel import OPS_KEY, OpsChannel, cache_hit, ops_channel, ops_of, refused
+    from graphops.steps.guard import guard_step
+    from graphops.steps.nodes import head_node, step_node, tail_node
+    from graphops.steps.settle import settle_scope, settle_step
+
+_LAZY = {
+    "Step": "base",
+    "StepResult": "base",
+    "run_steps": "base",
+    "cache_lookup_step": "cache",
+    "cache_store_step": "cache",
+    "OPS_KEY": "channel",
+    "OpsChannel": "channel",
+    "cache_hit": "channel",
+    "ops_channel": "channel",
+    "ops_of": "channel",
+    "refused": "channel",
+    "guard_step": "guard",
+    "head_node": "nodes",
+    "step_node": "nodes",
+    "tail_node": "nodes",
+    "settle_scope": "settle",
+    "settle_step": "settle",
+}
 
 __all__ = [
     "OPS_KEY",
     "OpsChannel",
+    "Step",
+    "StepResult",
     "cache_hit",
-    "cache_lookup_node",
-    "cache_route",
-    "cache_store_node",
-    "guard_node",
-    "guard_route",
-    "merge_ops",
+    "cache_lookup_step",
+    "cache_store_step",
+    "guard_step",
+    "head_node",
+    "ops_channel",
     "ops_of",
     "refused",
-    "run_record",
-    "settle_node",
+    "run_steps",
+    "settle_scope",
+    "settle_step",
+    "step_node",
+    "tail_node",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'graphops.steps' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"graphops.steps.{module}"), name)

@@ -1,54 +1,56 @@
-"""The cache steps: ``cache_lookup`` after the guard, ``cache_store`` before the end.
+"""The cache steps: ``cache_lookup`` in the head, ``cache_store`` in the tail.
 
-Today the lookup always misses and the store keeps nothing (the cache issue fills
-them in), but the contract is final: a hit writes the cached answer and routes
-past the user's nodes; the store runs once, after every other node (LangGraph's
-``defer``), however the run ended.
+The lookup asks :meth:`CachePolicy.lookup`; a hit writes the cached state
+update, and the run goes past the user's nodes to the tail. The store asks
+:meth:`CachePolicy.store` for a run that was neither answered from the cache nor
+degraded. The cache tiers themselves are not built yet: every lookup misses.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from langchain_core.runnables import Runnable, RunnableConfig
-from langgraph.types import Overwrite
+from typing import TYPE_CHECKING, Any
 
 from graphops.observe import semconv as sc
-from graphops.observe.handler import node_span
-from graphops.ops import CachePolicy
-from graphops.steps._node import step_node
-from graphops.steps.guard import run_record
-from graphops.steps.state import OPS_KEY, cache_hit
+from graphops.policies import CachePolicy
+from graphops.runtime import RunScope
+from graphops.steps.base import Step, StepResult
 
-__all__ = ["cache_lookup_node", "cache_route", "cache_store_node"]
+if TYPE_CHECKING:
+    from graphops.observe.metrics import Metrics
 
-
-def cache_lookup_node(policy: CachePolicy, *, first: bool = False) -> Runnable[Any, Any]:
-    """A node that looks the run's answer up; ``first`` when no guard runs before it."""
-
-    def cache_lookup(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        node_span(config).set_attribute(sc.CACHE_HIT, False)
-        outcome = {"hit": False}
-        if first:
-            return {OPS_KEY: Overwrite({"run": run_record(config), "cache": outcome})}
-        return {OPS_KEY: {"cache": outcome}}
-
-    return step_node("cache_lookup", cache_lookup)
+__all__ = ["cache_lookup_step", "cache_store_step"]
 
 
-def cache_route(on_hit: str, on_miss: list[str]) -> Any:
-    """After the lookup: ``on_hit`` for a hit, else the user's first nodes."""
+def cache_lookup_step(policy: CachePolicy) -> Step:
+    """The lookup as a step: a hit answers the run, a miss lets it run."""
 
-    def after_cache_lookup(state: dict[str, Any]) -> str | list[str]:
-        return on_hit if cache_hit(state) else on_miss
+    def cache_lookup(state: Any, scope: RunScope) -> StepResult:
+        answer = policy.lookup(state, scope)
+        if answer is None:
+            return StepResult({"hit": False, "tier": None}, {sc.CACHE_HIT: False})
+        return StepResult(
+            {"hit": True, "tier": answer.tier},
+            {sc.CACHE_HIT: True},
+            update=dict(answer.update),
+            stop="answered",
+        )
 
-    return after_cache_lookup
+    return Step("cache_lookup", "cache", cache_lookup, _count)
 
 
-def cache_store_node(policy: CachePolicy) -> Runnable[Any, Any]:
-    """A node that stores the run's answer (unless it was degraded or served from cache)."""
+def _count(result: StepResult, metrics: Metrics) -> None:
+    tier = result.outcome.get("tier") or ""
+    metrics.cache_requests.labels(tier, "hit" if result.outcome["hit"] else "miss").inc()
 
-    def cache_store(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        return {OPS_KEY: {"cache_store": {"stored": False}}}
 
-    return step_node("cache_store", cache_store)
+def cache_store_step(policy: CachePolicy) -> Step:
+    """The store as a step: never stores an answer that came from the cache or was degraded."""
+
+    def cache_store(state: Any, scope: RunScope) -> StepResult:
+        if scope.outcomes.get("cache", {}).get("hit"):
+            return StepResult({"stored": False, "reason": "cache_hit"})
+        if "degraded" in scope.outcomes:
+            return StepResult({"stored": False, "reason": "degraded"})
+        return StepResult({"stored": policy.store(state, scope), "reason": None})
+
+    return Step("cache_store", "cache_store", cache_store)

@@ -1,54 +1,73 @@
 """The guard step: the first thing a run meets.
 
-Today it validates nothing and always allows (its limits arrive with the guard
-issue), but it already owns the run's record in the ops channel (run id, trace
-id, who) and the routing contract: ``refused`` ends the run cleanly.
+Today it validates the input question (:class:`~graphops.policies.GuardPolicy`);
+a refusal ends the run cleanly, before any node of the user's runs, with the
+reason in the ops channel. Its decision is also the run's admission record
+(``scope.admission``) and is counted in ``graphops_guard_decisions_total``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.runnables import Runnable, RunnableConfig
-from langgraph.graph import END
-from langgraph.types import Overwrite
-
+from graphops.errors import InvalidInputError
 from graphops.observe import semconv as sc
-from graphops.observe.handler import node_span
-from graphops.ops import GuardPolicy
-from graphops.steps._node import step_node
-from graphops.steps.state import OPS_KEY, refused
+from graphops.policies import GuardPolicy
+from graphops.runtime import RunScope
+from graphops.steps.base import Step, StepResult
+from graphops.validation import validate_question
 
-__all__ = ["guard_node", "guard_route", "run_record"]
+if TYPE_CHECKING:
+    from graphops.observe.metrics import Metrics
 
+__all__ = ["guard_step"]
 
-def run_record(config: RunnableConfig) -> dict[str, Any]:
-    """Who runs, on which thread, under which trace: from the config and the current span."""
-    configurable = config.get("configurable") or {}
-    metadata = config.get("metadata") or {}
-    span_context = node_span(config).get_span_context()
-    record: dict[str, Any] = {
-        key: metadata.get(key, configurable.get(key))
-        for key in ("thread_id", "user", "tenant", "session", "ip")
-    }
-    record["trace_id"] = f"{span_context.trace_id:032x}" if span_context.is_valid else None
-    return record
+_MISSING = object()
 
 
-def guard_node(policy: GuardPolicy) -> Runnable[Any, Any]:
-    """A node that checks the run against ``policy`` and records the outcome."""
-
-    def guard(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        node_span(config).set_attribute(sc.GUARD_OUTCOME, "allowed")
-        return {OPS_KEY: Overwrite({"run": run_record(config), "guard": {"outcome": "allowed"}})}
-
-    return step_node("guard", guard)
+def _field(state: Any, key: str) -> Any:
+    if isinstance(state, Mapping):
+        return state.get(key, _MISSING)
+    return getattr(state, key, _MISSING)
 
 
-def guard_route(next_node: str) -> Any:
-    """After the guard: END when refused, else ``next_node``."""
+def guard_step(policy: GuardPolicy) -> Step:
+    """The guard as a step: allowed, or refused with ``invalid_input`` and why."""
 
-    def after_guard(state: dict[str, Any]) -> str:
-        return END if refused(state) else next_node
+    def guard(state: Any, scope: RunScope) -> StepResult:
+        question = _field(state, policy.question_key)
+        problem: str | None = None
+        if question is not _MISSING and question is not None:
+            if not isinstance(question, str):
+                problem = (
+                    f"the {policy.question_key!r} input is {type(question).__name__}, not text"
+                )
+            else:
+                try:
+                    validate_question(question, policy.max_question_chars)
+                except InvalidInputError as exc:
+                    problem = str(exc)
+        outcome: dict[str, Any]
+        if problem is None:
+            outcome = {"outcome": "allowed", "reason": None, "retry_after_s": None}
+        else:
+            outcome = {
+                "outcome": "refused",
+                "reason": "invalid_input",
+                "message": problem,
+                "retry_after_s": None,
+            }
+        scope.admission = outcome
+        return StepResult(
+            outcome,
+            {sc.GUARD_OUTCOME: outcome["outcome"]},
+            stop="refused" if problem is not None else None,
+        )
 
-    return after_guard
+    return Step("guard", "guard", guard, _count)
+
+
+def _count(result: StepResult, metrics: Metrics) -> None:
+    outcome = result.outcome
+    metrics.guard_decisions.labels(outcome["outcome"], outcome.get("reason") or "").inc()
