@@ -395,3 +395,53 @@ async def test_streams_show_no_internal_objects(telemetry: Telemetry) -> None:
     assert not any(isinstance(o, Overwrite) for u in updates for o in objects(u))
     head = updates[0]["graphops_head"]["graphops"]
     assert set(head) == {"run", "guard", "cache"}
+
+
+async def test_a_failed_run_resumed_by_another_user_is_that_users_run(
+    telemetry: Telemetry,
+) -> None:
+    seen = Seen()
+    attempts: list[int] = []
+
+    def flaky(state: State, config: RunnableConfig) -> State:
+        seen.note(config)
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("provider down")
+        return {"answer": "ok"}
+
+    graph = StateGraph(State)
+    graph.add_node("flaky", flaky)
+    graph.add_edge(START, "flaky")
+    graph.add_edge("flaky", END)
+    app = build_observed_graph(
+        graph, ops=Ops.all_steps(telemetry=telemetry), checkpointer=InMemorySaver()
+    )
+    with pytest.raises(RuntimeError):
+        await app.ainvoke({"question": "q"}, as_user("ann", "r"))
+    # what `graphops ask --thread r --resume` does: continue from the last checkpoint
+    resumed = await app.ainvoke(None, as_user("bob", "r"))
+    assert resumed["answer"] == "ok" and resumed["graphops"]["run"]["user"] == "bob"
+    assert seen.users == ["ann", "bob"] and len(set(seen.traces)) == 2
+    assert [e for _, e in seen.closed] == ["error", "ok"]
+
+
+async def test_a_hand_built_graph_uses_a_step_alone() -> None:
+    from graphops.steps import OpsChannel, guard_step, refused, step_node
+
+    class Hand(OpsChannel, total=False):
+        question: str
+        answer: str
+
+    graph = StateGraph(Hand)
+    graph.add_node("guard", step_node(guard_step(GuardPolicy(max_question_chars=8))))
+    graph.add_node("answer", lambda s: {"answer": "yes"})
+    graph.add_edge(START, "guard")
+    graph.add_conditional_edges("guard", lambda s: END if refused(s) else "answer")
+    graph.add_edge("answer", END)
+    app = graph.compile()  # no graphops builder, no scope handler: a scope per call
+    allowed = await app.ainvoke({"question": "short"})
+    assert allowed["answer"] == "yes" and allowed["graphops"]["guard"]["outcome"] == "allowed"
+    refused_run = await app.ainvoke({"question": "much too long"})
+    assert "answer" not in refused_run
+    assert refused_run["graphops"]["guard"]["reason"] == "invalid_input"
