@@ -445,3 +445,31 @@ async def test_a_hand_built_graph_uses_a_step_alone() -> None:
     refused_run = await app.ainvoke({"question": "much too long"})
     assert "answer" not in refused_run
     assert refused_run["graphops"]["guard"]["reason"] == "invalid_input"
+
+
+async def test_runs_inside_tools_and_retrievers_belong_to_the_run(telemetry: Telemetry) -> None:
+    from langchain_core.runnables import RunnableLambda
+    from langchain_core.tools import tool
+
+    seen = Seen()
+    inner = RunnableLambda(lambda text, config: (seen.note(config), text.upper())[1])
+
+    @tool
+    def shout(text: str) -> str:
+        """Shout ``text`` back."""
+        return str(inner.invoke(text))
+
+    def use_tool(state: State, config: RunnableConfig) -> State:
+        seen.note(config)
+        return {"answer": shout.invoke({"text": state["question"]}, config)}
+
+    graph = StateGraph(State)
+    graph.add_node("use_tool", use_tool)
+    graph.add_edge(START, "use_tool")
+    graph.add_edge("use_tool", END)
+    app = build_observed_graph(graph, ops=Ops.all_steps(telemetry=telemetry))
+    out = await app.ainvoke({"question": "hey"}, as_user("ann"))
+    assert out["answer"] == "HEY"
+    assert seen.users == ["ann", "ann"] and len(set(seen.traces)) == 1  # one run, one scope
+    assert len(seen.closed) == 1
+    assert scope_handler(app).open_runs() == 0

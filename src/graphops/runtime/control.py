@@ -168,6 +168,35 @@ class ScopeHandler(BaseCallbackHandler):
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._root_of.pop(run_id, None)
 
+    # ---------------------------------------------------------------- tools and retrievers
+    # tracked like chains, so a chain run inside a tool is known as part of the run
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._child(run_id, parent_run_id)
+
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._child(run_id, parent_run_id)
+
+    def _child_ended(self, *args: Any, run_id: UUID, **kwargs: Any) -> None:
+        self._root_of.pop(run_id, None)
+
+    on_tool_end = on_tool_error = on_retriever_end = on_retriever_error = _child_ended
+
 
 def _ended_by(error: BaseException) -> RunEnd:
     if isinstance(error, asyncio.CancelledError | KeyboardInterrupt):
