@@ -1,13 +1,21 @@
 """Overhead of build_observed_graph against the plain graph, measured in one process.
 
-    .venv/bin/python benchmarks/overhead.py [--iterations N]
+    .venv/bin/python benchmarks/overhead.py [--iterations N] [--rounds R]
 
 Runs a plain 5-node graph of no-op nodes and the same graph through
 build_observed_graph (telemetry on: spans to a batch processor with a no-op
 exporter, metrics on a private registry, JSON logs off; no checkpointer), in
 alternating rounds so drift hits both alike, and prints medians and ratios.
 Configurations: telemetry only (no inserted node), and every step on (guard,
-cache_lookup, cache_store, settle; pass-through today).
+cache_lookup in graphops_head; cache_store, settle in graphops_tail).
+
+Then the same with a SQLite checkpointer (skip with ``--no-checkpointer``): the
+sync ``SqliteSaver`` (``invoke``) and the ``AsyncSqliteSaver`` (``ainvoke``), the
+same saver class on both sides, a fresh database file per graph in a temporary
+folder and a new thread id per invoke, for each of LangGraph's ``durability``
+modes (``sync``, ``async`` — LangGraph's default — and ``exit``). A plain graph
+of 7 no-op nodes shows what the two inserted nodes cost by themselves.
+Ratios are against the plain 5-node graph with the same saver and durability.
 
     .venv/bin/python benchmarks/overhead.py --reference [--questions N]
 
@@ -18,18 +26,26 @@ runs the reference RAG graph on the local model instead, plain against observed
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sqlite3
 import statistics
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, ExitStack
+from pathlib import Path
 from typing import Any
 
-from _graphs import five_nodes
+from _graphs import five_nodes, line_of
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
 from graphops.builder import build_observed_graph
 from graphops.observe import Metrics, Telemetry
 from graphops.policies import Ops
+
+DURABILITIES = ("sync", "async", "exit")
 
 
 class NullExporter(SpanExporter):
@@ -51,11 +67,30 @@ def median_ms(run: Callable[[], object], iterations: int) -> float:
     return statistics.median(samples) * 1000
 
 
+async def amedian_ms(run: Callable[[], Awaitable[object]], iterations: int) -> float:
+    samples = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        await run()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1000
+
+
+def new_thread() -> dict[str, Any]:
+    return {"configurable": {"thread_id": uuid.uuid4().hex}}
+
+
+def print_table(title: str, results: dict[str, list[float]], base: str) -> None:
+    plain = statistics.median(results[base])
+    print(f"{title:<44}{'median ms':>10}{'ratio':>8}")
+    for name, samples in results.items():
+        value = statistics.median(samples)
+        print(f"{name:<44}{value:>10.3f}{value / plain:>8.2f}")
+    print()
+
+
 def reference(questions: int) -> None:
-    import asyncio
     import json
-    import tempfile
-    from pathlib import Path
 
     from graphops.settings import load_settings
     from graphs.agentic_rag import RagDeps, build_agentic_rag
@@ -87,18 +122,7 @@ def reference(questions: int) -> None:
     print(f"sum observed / sum plain: {total:.3f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--reference", action="store_true")
-    parser.add_argument("--questions", type=int, default=8)
-    args = parser.parse_args()
-    if args.reference:
-        reference(args.questions)
-        return
-
-    telemetry = Telemetry(exporters=[NullExporter()], metrics=Metrics(CollectorRegistry()))
+def no_checkpointer(telemetry: Telemetry, iterations: int, rounds: int) -> None:
     graphs = {
         "plain": five_nodes().compile(),
         "observed, telemetry only": build_observed_graph(
@@ -112,14 +136,102 @@ def main() -> None:
         for _ in range(300):
             graph.invoke({"x": 0})
     results: dict[str, list[float]] = {name: [] for name in graphs}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for name, graph in graphs.items():
-            results[name].append(median_ms(lambda g=graph: g.invoke({"x": 0}), args.iterations))
-    plain = statistics.median(results["plain"])
-    print(f"{'graph (5 no-op nodes, invoke)':<32}{'median ms':>10}{'ratio':>8}")
-    for name, samples in results.items():
-        value = statistics.median(samples)
-        print(f"{name:<32}{value:>10.3f}{value / plain:>8.2f}")
+            results[name].append(median_ms(lambda g=graph: g.invoke({"x": 0}), iterations))
+    print_table("graph (5 no-op nodes, invoke)", results, "plain")
+
+
+def _saver_graphs(telemetry: Telemetry, saver_for: Callable[[str], Any]) -> dict[str, Any]:
+    """plain, plain with two more nodes, observed: each with its own fresh saver."""
+    return {
+        "plain + saver": five_nodes().compile(checkpointer=saver_for("plain")),
+        "plain, 7 nodes + saver": line_of(7).compile(checkpointer=saver_for("seven")),
+        "observed, telemetry only + saver": build_observed_graph(
+            five_nodes(), ops=Ops(telemetry=telemetry), checkpointer=saver_for("telemetry")
+        ),
+        "observed, all steps + saver": build_observed_graph(
+            five_nodes(),
+            ops=Ops.all_steps(telemetry=telemetry),
+            checkpointer=saver_for("all"),
+        ),
+    }
+
+
+def sync_saver(telemetry: Telemetry, folder: Path, iterations: int, rounds: int) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    for durability in DURABILITIES:
+        with ExitStack() as stack:
+
+            def saver_for(name: str, durability: str = durability) -> SqliteSaver:
+                path = folder / f"sync-{durability}-{name}.sqlite"
+                connection = sqlite3.connect(path, check_same_thread=False)
+                stack.callback(connection.close)
+                return SqliteSaver(connection)
+
+            graphs = _saver_graphs(telemetry, saver_for)
+
+            def run(graph: Any, durability: str = durability) -> object:
+                return graph.invoke({"x": 0}, new_thread(), durability=durability)
+
+            for graph in graphs.values():  # warm up
+                for _ in range(50):
+                    run(graph)
+            results: dict[str, list[float]] = {name: [] for name in graphs}
+            for _ in range(rounds):
+                for name, graph in graphs.items():
+                    results[name].append(median_ms(lambda g=graph: run(g), iterations))
+            print_table(f"SqliteSaver, invoke, durability={durability}", results, "plain + saver")
+
+
+async def async_saver(telemetry: Telemetry, folder: Path, iterations: int, rounds: int) -> None:
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    for durability in DURABILITIES:
+        async with AsyncExitStack() as stack:
+            savers: dict[str, AsyncSqliteSaver] = {}
+            for name in ("plain", "seven", "telemetry", "all"):
+                path = folder / f"async-{durability}-{name}.sqlite"
+                connection = await stack.enter_async_context(aiosqlite.connect(path))
+                savers[name] = AsyncSqliteSaver(connection)
+            graphs = _saver_graphs(telemetry, savers.__getitem__)
+
+            async def run(graph: Any, durability: str = durability) -> object:
+                return await graph.ainvoke({"x": 0}, new_thread(), durability=durability)
+
+            for graph in graphs.values():  # warm up
+                for _ in range(50):
+                    await run(graph)
+            results: dict[str, list[float]] = {name: [] for name in graphs}
+            for _ in range(rounds):
+                for name, graph in graphs.items():
+                    results[name].append(await amedian_ms(lambda g=graph: run(g), iterations))
+            print_table(
+                f"AsyncSqliteSaver, ainvoke, durability={durability}", results, "plain + saver"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--saver-iterations", type=int, default=200)
+    parser.add_argument("--no-checkpointer", action="store_true")
+    parser.add_argument("--reference", action="store_true")
+    parser.add_argument("--questions", type=int, default=8)
+    args = parser.parse_args()
+    if args.reference:
+        reference(args.questions)
+        return
+
+    telemetry = Telemetry(exporters=[NullExporter()], metrics=Metrics(CollectorRegistry()))
+    no_checkpointer(telemetry, args.iterations, args.rounds)
+    if not args.no_checkpointer:
+        with tempfile.TemporaryDirectory() as folder:
+            sync_saver(telemetry, Path(folder), args.saver_iterations, args.rounds)
+            asyncio.run(async_saver(telemetry, Path(folder), args.saver_iterations, args.rounds))
     telemetry.shutdown()
 
 
