@@ -189,3 +189,14 @@ def test_the_prompts_line_shows_only_real_changes() -> None:
     assert "prompts: - → answer@1" in new
     assert "prompts" not in rerun_with(("answer@1",), ()).diff()
     assert dataclasses.replace(rerun_with((), ()), nodes=[]).diff().count("prompts") == 0
+
+
+async def test_set_at_a_fork_after_the_head_keeps_what_runs_next(database: str) -> None:
+    """The head routes with Command(goto): an edit at its checkpoint must still run `write`."""
+    await session(database, "rw-1", asks=("why?",))
+    result = await session(
+        database, "rw-1", rerun={"start": "write", "updates": {"question": "how?"}}
+    )
+    assert result.fork.next == ("write",)
+    assert result.state["draft"] == "echo how?"
+    assert result.state["answer"] == "echo polish: echo how?"

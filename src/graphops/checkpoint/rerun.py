@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio.to_thread
 from langgraph.errors import InvalidUpdateError
+from langgraph.types import Command
 
 from graphops._compat.langgraph import is_state_channel
 from graphops.checkpoint.replay import ReplayRun, written_ns
@@ -273,6 +274,24 @@ def _check_keys(app: Any, updates: Mapping[str, Any]) -> None:
         raise InvalidInputError(f"--set: the state has no key {unknown[0]!r}; its keys: {settable}")
 
 
+async def _edit_at(app: Any, fork: Fork, updates: dict[str, Any]) -> Any:
+    """Change the state at the fork and keep what runs next.
+
+    LangGraph applies an edit as the node that wrote the checkpoint and re-runs that
+    node's edges to decide what is next; a node that routed with ``Command(goto=…)``
+    (graphops' head, or one of yours) has no edges to re-run, so its edit would
+    leave nothing to run. Such a node's edit says where to go itself.
+    """
+    snapshot = await app.aget_state(fork.config)
+    parent = snapshot.parent_config
+    writers = tuple((await app.aget_state(parent)).next) if parent else ()
+    spec = app.builder.nodes.get(writers[0]) if len(writers) == 1 else None
+    if spec is not None and spec.ends and fork.next:
+        edit = Command(update=updates, goto=list(fork.next))
+        return await app.aupdate_state(fork.config, edit, as_node=writers[0])
+    return await app.aupdate_state(fork.config, updates)
+
+
 async def arerun(
     app: Any,
     thread_id: str,
@@ -313,7 +332,7 @@ async def arerun(
     config: dict[str, Any] = dict(fork.config)
     if updates:
         try:
-            config = await app.aupdate_state(config, dict(updates))
+            config = await _edit_at(app, fork, dict(updates))
         except (InvalidUpdateError, KeyError, ValueError) as exc:
             raise InvalidInputError(f"--set cannot apply {sorted(updates)}: {exc}") from None
     metadata = {"replay_of": original.trace_id}
