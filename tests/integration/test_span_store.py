@@ -108,9 +108,11 @@ def test_runs_are_stored_span_by_span(database: str) -> None:
     node = next(r for r in stored if r.name == "add")
     assert node.thread_id == "th-1"  # node spans carry the thread, for runs that never finish
     assert node.seconds > 0
-    route = next(r for r in stored if r.name == "guard").events[0]
+    # the head's last step records where it sent the run, as a conditional edge would
+    route = next(r for r in stored if r.name == "cache_lookup").events[0]
     assert route["name"] == "graphops.route"
-    assert route["attributes"]["graphops.route.to"] == ["cache_lookup"]
+    assert route["attributes"]["graphops.route.to"] == ["add"]
+    assert route["attributes"]["graphops.route.by"] == "graphops_head"
 
 
 def test_writing_the_same_spans_twice_keeps_one_copy(database: str) -> None:

@@ -320,6 +320,9 @@ async def test_a_refused_run_ends_before_any_node(telemetry: Telemetry, exporter
     assert "answer" not in out and "cache" not in out["graphops"]  # nothing else ran
     names = {s.name for s in exporter.get_finished_spans()}
     assert "guard" in names and not names & {"answer", "cache_lookup", "cache_store", "settle"}
+    (guard_span,) = [s for s in exporter.get_finished_spans() if s.name == "guard"]
+    (route,) = guard_span.events  # the head's decision, where a conditional edge records one
+    assert route.attributes is not None and list(route.attributes["graphops.route.to"]) == [END]
 
 
 @dataclass(frozen=True)
@@ -343,6 +346,9 @@ async def test_a_cache_hit_skips_the_nodes_and_is_not_stored_again(
     assert "settled" in ops
     names = [s.name for s in exporter.get_finished_spans()]
     assert "answer" not in names and names.count("settle") == 1
+    (lookup,) = [s for s in exporter.get_finished_spans() if s.name == "cache_lookup"]
+    assert lookup.events[0].attributes is not None
+    assert list(lookup.events[0].attributes["graphops.route.to"]) == ["graphops_tail"]
 
 
 class Question(BaseModel):

@@ -10,20 +10,24 @@ hand-built graph.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.runnables import RunnableConfig
+from opentelemetry.trace import Span
 
+from graphops.observe import semconv as sc
+from graphops.observe.genai import route_targets
 from graphops.observe.handler import step_span
 from graphops.runtime import Identity, RunScope, run_scope
 from graphops.steps.channel import OPS_KEY, RunRecord
+from graphops.steps.names import HEAD_NODE
 
 if TYPE_CHECKING:
     from graphops.observe.metrics import Metrics
 
-__all__ = ["Step", "StepResult", "record_of", "run_steps", "scope_for"]
+__all__ = ["Step", "StepResult", "arun_steps", "record_of", "run_steps", "scope_for"]
 
 Stop = Literal["refused", "answered"]
 """Why a step ends the run: refused (to END), or answered (past the user's nodes)."""
@@ -77,29 +81,77 @@ def run_steps(
     state: Any,
     config: RunnableConfig,
     metrics: Metrics | None,
-) -> tuple[dict[str, Any], Stop | None]:
-    """Run ``steps`` in order until one ends the run; the state update and the stop reason.
+    route: Callable[[Stop | None], Any] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Run ``steps`` in order until one ends the run: the state update, and where to go.
 
     Each step has its own span; its outcome joins the scope's and the update
     writes the whole ops channel (the scope's outcomes), so a later node's write
-    never loses an earlier one.
+    never loses an earlier one. ``route(stop)`` decides where the run goes after
+    the last step that ran, recorded on that step's span as a routing event.
     """
     scope = scope_for(config)
     update: dict[str, Any] = {}
-    stop: Stop | None = None
+    goto: Any = None
     scope.outcomes.setdefault("run", record_of(scope))
-    for step in steps:
+    for index, step in enumerate(steps):
         with step_span(config, step.name) as span:
-            result = step.run(state, scope)
-            for key, value in result.attributes.items():
-                span.set_attribute(key, value)
-        scope.outcomes[step.key] = dict(result.outcome)
-        if metrics is not None and step.count is not None:
-            step.count(result, metrics)
-        if result.update:
-            update.update(result.update)
+            result = _run(step, state, scope, span, metrics, update)
+            if route is not None and (result.stop is not None or index == len(steps) - 1):
+                goto = route(result.stop)
+                _routed(span, step.name, goto)
         if result.stop is not None:
-            stop = result.stop
             break
     update[OPS_KEY] = dict(scope.outcomes)
-    return update, stop
+    return update, goto
+
+
+async def arun_steps(
+    steps: Sequence[Step],
+    state: Any,
+    config: RunnableConfig,
+    metrics: Metrics | None,
+    route: Callable[[Stop | None], Awaitable[Any]],
+) -> tuple[dict[str, Any], Any]:
+    """:func:`run_steps` whose ``route`` is async (it may call your async START router)."""
+    scope = scope_for(config)
+    update: dict[str, Any] = {}
+    goto: Any = None
+    scope.outcomes.setdefault("run", record_of(scope))
+    for index, step in enumerate(steps):
+        with step_span(config, step.name) as span:
+            result = _run(step, state, scope, span, metrics, update)
+            if result.stop is not None or index == len(steps) - 1:
+                goto = await route(result.stop)
+                _routed(span, step.name, goto)
+        if result.stop is not None:
+            break
+    update[OPS_KEY] = dict(scope.outcomes)
+    return update, goto
+
+
+def _run(
+    step: Step,
+    state: Any,
+    scope: RunScope,
+    span: Span,
+    metrics: Metrics | None,
+    update: dict[str, Any],
+) -> StepResult:
+    result = step.run(state, scope)
+    for key, value in result.attributes.items():
+        span.set_attribute(key, value)
+    scope.outcomes[step.key] = dict(result.outcome)
+    if metrics is not None and step.count is not None:
+        step.count(result, metrics)
+    if result.update:
+        update.update(result.update)
+    return result
+
+
+def _routed(span: Span, step: str, goto: Any) -> None:
+    """Where the head sent the run, as the same event a conditional edge records."""
+    targets = route_targets(goto)
+    if targets is not None:
+        event = {sc.ROUTE_FROM: step, sc.ROUTE_TO: targets, sc.ROUTE_BY: HEAD_NODE}
+        span.add_event(sc.ROUTE_EVENT, event)

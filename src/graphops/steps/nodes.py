@@ -20,7 +20,7 @@ from langgraph.graph import END
 from langgraph.types import Command
 
 from graphops._compat.langgraph import plain_node
-from graphops.steps.base import Step, run_steps
+from graphops.steps.base import Step, Stop, arun_steps, run_steps
 from graphops.steps.names import HEAD_NODE, TAIL_NODE
 
 if TYPE_CHECKING:
@@ -42,17 +42,22 @@ def head_node(
 ) -> Runnable[Any, Any]:
     """The head: run ``steps``; refused → END, answered → ``answered``, else ``proceed``."""
 
+    def stopped(stop: Stop) -> str:
+        return END if stop == "refused" else answered
+
     def head(state: Any, config: RunnableConfig) -> Command[Any]:
-        update, stop = run_steps(steps, state, config, metrics)
-        if stop is not None:
-            return Command(update=update, goto=END if stop == "refused" else answered)
-        return Command(update=update, goto=proceed(state, config))
+        def route(stop: Stop | None) -> Any:
+            return proceed(state, config) if stop is None else stopped(stop)
+
+        update, goto = run_steps(steps, state, config, metrics, route)
+        return Command(update=update, goto=goto)
 
     async def ahead(state: Any, config: RunnableConfig) -> Command[Any]:
-        update, stop = run_steps(steps, state, config, metrics)
-        if stop is not None:
-            return Command(update=update, goto=END if stop == "refused" else answered)
-        return Command(update=update, goto=await aproceed(state, config))
+        async def route(stop: Stop | None) -> Any:
+            return await aproceed(state, config) if stop is None else stopped(stop)
+
+        update, goto = await arun_steps(steps, state, config, metrics, route)
+        return Command(update=update, goto=goto)
 
     return plain_node(HEAD_NODE, head, ahead)
 
