@@ -8,8 +8,11 @@ three always agree. It runs inline (``run_inline``) so a span opens in the conte
 its children run in: code inside a node, and the embeddings wrapper, find the
 right parent through the ordinary OTel context.
 
-Nothing here blocks: spans go to batch processors, metrics are in-memory counters,
-and log lines are skipped unless the ``graphops`` logger is enabled for INFO.
+Nothing here blocks, and little is spent on the request path: spans are light
+records (:mod:`graphops.observe.spans`) that become SDK spans only when they end,
+handed to batch processors that export from their own thread; metrics are
+in-memory counters whose label children are bound once and reused; log lines are
+skipped unless the ``graphops`` logger is enabled for INFO.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import contextlib
 import contextvars
 import logging
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -58,6 +62,7 @@ class _Root:
     graph: str
     user_class: str
     attrs: dict[str, Any]
+    node_attrs: dict[str, Any]  # what every node span of the run repeats
     attempts: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
     cost: float = 0.0
@@ -74,7 +79,23 @@ class _Open:
     name: str
     model: str = ""
     provider: str = ""
-    prompts: list[str] = field(default_factory=list)  # a node's prompt refs, in use order
+    prompts: list[str] | None = None  # a node's prompt refs, in use order
+
+
+class _Children:
+    """A metric's label children, bound once per label values and reused."""
+
+    __slots__ = ("_bound", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._bound: dict[tuple[str, ...], Any] = {}
+
+    def labels(self, *values: str) -> Any:
+        child = self._bound.get(values)
+        if child is None:
+            child = self._bound[values] = self._metric.labels(*values)
+        return child
 
 
 def _graph_bubble_up() -> type[BaseException]:
@@ -92,7 +113,12 @@ class TelemetryHandler(BaseCallbackHandler):
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
         self.tracer = telemetry.tracer
+        self.spans = telemetry.spans
         self.metrics = telemetry.metrics
+        m = telemetry.metrics
+        self._runs = _Children(m.runs)
+        self._run_duration = _Children(m.run_duration)
+        self._node_duration = _Children(m.node_duration)
         self._open: dict[UUID, _Open] = {}
         self._alias: dict[UUID, UUID] = {}  # nested run → the run whose span is its parent
         self._route_by: dict[UUID, str] = {}  # conditional-edge runs → their function's name
@@ -116,8 +142,9 @@ class TelemetryHandler(BaseCallbackHandler):
         attributes: dict[str, Any],
         span_kind: SpanKind = SpanKind.INTERNAL,
     ) -> _Open:
-        ctx = trace.set_span_in_context(parent.span) if parent is not None else None
-        span = self.tracer.start_span(name, context=ctx, kind=span_kind, attributes=attributes)
+        span = self.spans.start(
+            name, parent.span if parent is not None else None, span_kind, attributes
+        )
         # LLM, retriever and tool runs start and end inside the node's own code, so
         # their span can be current there (the embeddings wrapper nests under it).
         # Graph and node runs are never attached: LangGraph starts them in the
@@ -134,6 +161,10 @@ class TelemetryHandler(BaseCallbackHandler):
         opened = self._open.pop(run_id, None)
         if opened is None:
             return None
+        self._end_span(opened, error)
+        return opened
+
+    def _end_span(self, opened: _Open, error: BaseException | None) -> None:
         token = opened.token
         if isinstance(token, contextvars.Token):
             # LangGraph may end a run in another context than it started it in; that
@@ -145,7 +176,6 @@ class TelemetryHandler(BaseCallbackHandler):
             opened.span.set_attribute(sc.ERROR_TYPE, type(error).__qualname__)
             opened.span.record_exception(error)
         opened.span.end()
-        return opened
 
     def _log(self, event: str, opened: _Open, **fields: Any) -> None:
         if not logger.isEnabledFor(logging.INFO):
@@ -187,7 +217,7 @@ class TelemetryHandler(BaseCallbackHandler):
     ) -> None:
         name = kwargs.get("name") or "graph"
         metadata = metadata or {}
-        if self._is_quiet(run_id, parent_run_id, name):
+        if (self._quiet or parent_run_id is None) and self._is_quiet(run_id, parent_run_id, name):
             return
         parent = self._parent(parent_run_id)
         if parent is None:
@@ -213,6 +243,8 @@ class TelemetryHandler(BaseCallbackHandler):
 
     def _used_prompt(self, node: _Open, ref: str) -> None:
         """A prompt template ran in ``node``: record its version on the node and the run."""
+        if node.prompts is None:
+            node.prompts = []
         if ref not in node.prompts:
             node.prompts.append(ref)
             node.span.set_attribute(sc.NODE_PROMPTS, node.prompts)
@@ -226,29 +258,39 @@ class TelemetryHandler(BaseCallbackHandler):
         It gets no span at all: a span tree of its own would be stored as a run of the
         thread that never finished. The checkpoint it writes records the edit.
         """
-        if parent_run_id in self._quiet or (parent_run_id is None and is_update_state_run(name)):
+        quiet = self._quiet
+        if (quiet and parent_run_id in quiet) or (
+            parent_run_id is None and is_update_state_run(name)
+        ):
             self._quiet.add(run_id)
             return True
         return False
 
     def _start_root(self, run_id: UUID, name: str, metadata: dict[str, Any]) -> None:
         attrs = genai.run_attributes(run_id, name, metadata)
-        self._roots[run_id] = _Root(name, self.telemetry.user_class(metadata), attrs)
+        node_attrs = {
+            # the thread on every node span: a killed run's spans are still found by thread
+            # (and its user, so `graphops runs` can say whose it was)
+            **{k: attrs[k] for k in _NODE_INHERITS if k in attrs},
+            # and the graph's name: a run that never finished is still known by its graph
+            sc.AGENT_NAME: name,
+        }
+        self._roots[run_id] = _Root(name, self.telemetry.user_class(metadata), attrs, node_attrs)
         opened = self._start(run_id, None, f"{sc.OP_AGENT} {name}", "root", attrs)
-        self._log("run_start", opened)
+        if logger.isEnabledFor(logging.INFO):
+            self._log("run_start", opened)
+
+    @staticmethod
+    def _node_attributes(root: _Root | None, node: str, step: Any) -> dict[str, Any]:
+        attrs = dict(root.node_attrs) if root is not None else {}
+        attrs[sc.NODE] = node
+        attrs[sc.NODE_KIND] = "step" if node in _STEPS else "node"
+        attrs[sc.STEP] = step
+        return attrs
 
     def _start_node(self, run_id: UUID, parent: _Open, node: str, metadata: dict[str, Any]) -> None:
         root = self._roots.get(parent.root)
-        attrs: dict[str, Any] = {
-            # the thread on every node span: a killed run's spans are still found by thread
-            # (and its user, so `graphops runs` can say whose it was)
-            **({k: root.attrs[k] for k in _NODE_INHERITS if k in root.attrs} if root else {}),
-            # and the graph's name: a run that never finished is still known by its graph
-            **({sc.AGENT_NAME: root.graph} if root else {}),
-            sc.NODE: node,
-            sc.NODE_KIND: "step" if node in _STEPS else "node",
-            sc.STEP: metadata.get("langgraph_step", -1),
-        }
+        attrs = self._node_attributes(root, node, metadata.get("langgraph_step", -1))
         opened = self._start(run_id, parent, node, "node", attrs)
         task = str(metadata.get("langgraph_checkpoint_ns", ""))
         if root is not None and task:
@@ -265,45 +307,59 @@ class TelemetryHandler(BaseCallbackHandler):
         self._finish_chain(run_id, error, None)
 
     def _finish_chain(self, run_id: UUID, error: BaseException | None, outputs: Any) -> None:
-        if run_id in self._quiet:
-            self._quiet.discard(run_id)
+        quiet = self._quiet
+        if quiet and run_id in quiet:
+            quiet.discard(run_id)
             return
         target = self._alias.pop(run_id, None)
         if target is not None:
-            self._holders.pop(run_id, None)
-            route_by = self._route_by.pop(run_id, None)
+            if self._holders:
+                self._holders.pop(run_id, None)
+            route_by = self._route_by.pop(run_id, None) if self._route_by else None
             if route_by is not None and error is None:
                 self._route(target, route_by, outputs)
             return
+        opened = self._open.pop(run_id, None)
+        if opened is None:
+            return
+        if opened.kind == "node":
+            self._end_span(opened, error)
+            self._node_ended(opened, error)
+            return
         root_record = self._roots.get(run_id)
-        if root_record is not None and run_id in self._open:
-            span = self._open[run_id].span
+        if root_record is not None:
+            span = opened.span
             span.set_attribute(sc.RUN_TOKENS, root_record.tokens)
             span.set_attribute(sc.RUN_COST_USD, root_record.cost)
             if root_record.prompts:
                 span.set_attribute(sc.RUN_PROMPTS, root_record.prompts)
-        opened = self._end(run_id, error)
-        if opened is None:
-            return
-        status = self._status(error, self._bubble_up)
-        seconds = time.perf_counter() - opened.started
-        if opened.kind == "node":
-            root = self._roots.get(opened.root)
-            graph = root.graph if root else ""
-            self.metrics.node_duration.labels(graph, opened.name, status).observe(seconds)
-            self._log(
-                "node_end",
-                opened,
-                node=opened.name,
-                status=status,
-                latency_ms=round(seconds * 1000, 2),
-            )
-        elif opened.kind == "root":
-            self._log("run_end", opened, status=status, latency_ms=round(seconds * 1000, 2))
+        self._end_span(opened, error)
+        if opened.kind == "root":
+            status = self._status(error, self._bubble_up)
+            seconds = time.perf_counter() - opened.started
+            if logger.isEnabledFor(logging.INFO):
+                self._log("run_end", opened, status=status, latency_ms=round(seconds * 1000, 2))
             root = self._roots.pop(run_id, None)
             graph = root.graph if root else opened.name
-            self.metrics.runs.labels(graph, status).inc()
-            self.metrics.run_duration.labels(graph, status).observe(seconds)
+            self._runs.labels(graph, status).inc()
+            self._run_duration.labels(graph, status).observe(seconds)
+
+    def _node_ended(self, opened: _Open, error: BaseException | None) -> None:
+        """A node's (or step's) span has ended: its duration metric and log line."""
+        status = "ok" if error is None else self._status(error, self._bubble_up)
+        seconds = time.perf_counter() - opened.started
+        root = self._roots.get(opened.root)
+        graph = root.graph if root else ""
+        self._node_duration.labels(graph, opened.name, status).observe(seconds)
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        self._log(
+            "node_end",
+            opened,
+            node=opened.name,
+            status=status,
+            latency_ms=round(seconds * 1000, 2),
+        )
 
     def _route(self, node_run: UUID, by: str, outputs: Any) -> None:
         opened = self._open.get(node_run)
@@ -484,8 +540,7 @@ class TelemetryHandler(BaseCallbackHandler):
         self._end(run_id, error)
 
     # ---------------------------------------------------------------- steps
-    @contextlib.contextmanager
-    def step(self, holder_run: UUID, name: str) -> Iterator[Span]:
+    def step(self, holder_run: UUID, name: str) -> AbstractContextManager[Span]:
         """A span for step ``name`` run by the head or tail node run ``holder_run``.
 
         It is a node-kind span under the run, as a node of its own would be, so the
@@ -494,17 +549,8 @@ class TelemetryHandler(BaseCallbackHandler):
         metadata = self._holders.get(holder_run)
         parent = self._parent(holder_run)
         if metadata is None or parent is None:
-            yield INVALID_SPAN
-            return
-        run_id = uuid.uuid4()
-        step_metadata = {"langgraph_step": metadata.get("langgraph_step", -1)}
-        self._start_node(run_id, parent, name, step_metadata)
-        try:
-            yield self._open[run_id].span
-        except BaseException as error:
-            self._finish_chain(run_id, error, None)
-            raise
-        self._finish_chain(run_id, None, None)
+            return _NO_STEP
+        return _Step(self, parent, name, metadata.get("langgraph_step", -1))
 
     # ---------------------------------------------------------------- lookups
     def trace_of(self, run_id: UUID) -> str | None:
@@ -520,6 +566,45 @@ class TelemetryHandler(BaseCallbackHandler):
         return len(self._open) + len(self._alias) + len(self._quiet) + len(self._holders)
 
 
+class _Step:
+    """One step's span, open while the ``with`` block runs (a class: it is on the hot path).
+
+    A step has no run of its own: nothing looks it up by run id (callbacks from the
+    step's code name the holder node's run, an alias of the graph run).
+    """
+
+    __slots__ = ("_handler", "_name", "_opened", "_parent", "_step")
+
+    def __init__(self, handler: TelemetryHandler, parent: _Open, name: str, step: Any) -> None:
+        self._handler = handler
+        self._parent = parent
+        self._name = name
+        self._step = step
+        self._opened: _Open | None = None
+
+    def __enter__(self) -> Span:
+        handler, parent, name = self._handler, self._parent, self._name
+        attrs = handler._node_attributes(handler._roots.get(parent.root), name, self._step)
+        span = handler.spans.start(name, parent.span, SpanKind.INTERNAL, attrs)
+        self._opened = _Open(span, None, "node", time.perf_counter(), parent.root, name)
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        opened = self._opened
+        if opened is not None:
+            self._opened = None
+            self._handler._end_span(opened, error)
+            self._handler._node_ended(opened, error)
+
+
+_NO_STEP: AbstractContextManager[Span] = contextlib.nullcontext(INVALID_SPAN)
+
+
 def _handler(config: RunnableConfig) -> tuple[TelemetryHandler | None, UUID | None]:
     callbacks = config.get("callbacks")
     run_id = getattr(callbacks, "parent_run_id", None)
@@ -529,18 +614,15 @@ def _handler(config: RunnableConfig) -> tuple[TelemetryHandler | None, UUID | No
     return None, run_id
 
 
-@contextlib.contextmanager
-def step_span(config: RunnableConfig, name: str) -> Iterator[Span]:
+def step_span(config: RunnableConfig, name: str) -> AbstractContextManager[Span]:
     """The span of step ``name``, run by the head or tail node with ``config``.
 
     A no-op span when telemetry is off or the step runs outside graphops' nodes.
     """
     handler, run_id = _handler(config)
     if handler is None or run_id is None:
-        yield INVALID_SPAN
-        return
-    with handler.step(run_id, name) as span:
-        yield span
+        return _NO_STEP
+    return handler.step(run_id, name)
 
 
 def node_span(config: RunnableConfig) -> Span:

@@ -18,6 +18,7 @@ from opentelemetry.trace import Tracer
 
 from graphops.observe.metrics import Metrics, default_metrics
 from graphops.observe.pricing import PriceTable
+from graphops.observe.spans import SpanFactory
 from graphops.observe.tracing import exporters_named, make_tracer_provider
 
 __all__ = ["Redactor", "Telemetry", "default_telemetry"]
@@ -63,6 +64,9 @@ class Telemetry:
             max_queue_size=max_queue_size,
         )
         self.tracer: Tracer = self.tracer_provider.get_tracer("graphops")
+        # the handler's spans are light records when that exports the same (a provider
+        # passed in keeps the SDK's spans: its processors may need on_start)
+        self.spans = SpanFactory(self.tracer_provider, self.tracer, light=tracer_provider is None)
         self.prices = prices or PriceTable()
         self.capture_content = capture_content
         self._redact = redact
