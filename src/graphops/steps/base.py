@@ -93,7 +93,8 @@ def run_steps(
     scope = scope_for(config)
     update: dict[str, Any] = {}
     goto: Any = None
-    scope.outcomes.setdefault("run", record_of(scope))
+    if "run" not in scope.outcomes:  # the head wrote it; the tail needs not again
+        scope.outcomes["run"] = record_of(scope)
     for index, step in enumerate(steps):
         with step_span(config, step.name) as span:
             result = _run(step, state, scope, span, metrics, update)
@@ -117,7 +118,8 @@ async def arun_steps(
     scope = scope_for(config)
     update: dict[str, Any] = {}
     goto: Any = None
-    scope.outcomes.setdefault("run", record_of(scope))
+    if "run" not in scope.outcomes:  # the head wrote it; the tail needs not again
+        scope.outcomes["run"] = record_of(scope)
     for index, step in enumerate(steps):
         with step_span(config, step.name) as span:
             result = _run(step, state, scope, span, metrics, update)
