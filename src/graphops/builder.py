@@ -7,17 +7,19 @@ specs), edges and conditional edges keep their behaviour, so conditional edges,
 before. Around them, at most two nodes and one control callback:
 
 * the head node (``graphops_head``: ``guard``, then ``cache_lookup``) takes
-  START's place and routes with ``Command(goto=…)`` to where START led, to END
-  when refused, or past the user's nodes when the cache answered;
-* the tail node (``graphops_tail``: ``cache_store``, then ``settle``) is where
-  every way to END now leads (edges to END, routers' END, nodes that may
-  ``Command(goto=END)``, nodes with no way out); it is deferred, so it runs once,
-  when nothing else is left;
+  START's place and routes with ``Command(goto=…)`` to where START led, or to
+  END when refused or answered from the cache;
 * the run scope (:mod:`graphops.runtime`) opens and closes with every run,
-  whatever node it starts at and however it ends, and settles a run the tail
-  did not reach;
+  whatever node it starts at and however it ends; as it closes, ``cache_store``
+  and ``settle`` run on the run's output, once, in no node (a node would be one
+  more checkpointed superstep per run);
+* the tail node (``graphops_tail``, deferred) writes the run's record into the
+  output of a run the head did not start (a resume, a fork,
+  ``Command(resume=…)``): every way to END (edges to END, routers' END, nodes
+  that may ``Command(goto=END)``, nodes with no way out) leads there in such a
+  run, and to END in a run the head started;
 * telemetry is the pipeline's callback handler, bound into the compiled graph's
-  config: no node is wrapped.
+  config after the scope's: no node is wrapped.
 
 Per-node options (timeout, retry) become LangGraph's own node options. Every
 private LangGraph shape used here goes through :mod:`graphops._compat.langgraph`.
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, TypedDict, cast, get_type_hints
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypedDict, cast, get_type_hints
+from uuid import UUID
 
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer, Send, TimeoutPolicy
@@ -38,13 +42,17 @@ from graphops._compat import langgraph as compat
 from graphops.errors import UserError
 from graphops.policies import CachePolicy, GuardPolicy, NodeOps, Ops
 from graphops.runtime import RunScope, ScopeHandler
-from graphops.steps.base import Step
+from graphops.steps.base import Step, run_at_close
 from graphops.steps.cache import cache_lookup_step, cache_store_step
 from graphops.steps.channel import OPS_KEY, ops_channel
 from graphops.steps.guard import guard_step
 from graphops.steps.names import HEAD_NODE, STEP_NAMES, STEP_NODE_KEY, TAIL_NODE
-from graphops.steps.nodes import head_node, tail_node
-from graphops.steps.settle import settle_scope, settle_step
+from graphops.steps.nodes import head_node, needs_tail, tail_node
+from graphops.steps.settle import settle_step
+
+if TYPE_CHECKING:
+    from graphops.observe.handler import TelemetryHandler
+    from graphops.observe.metrics import Metrics
 
 __all__ = ["build_observed_graph"]
 
@@ -135,38 +143,97 @@ def _node_spec(spec: Any, options: NodeOps | None) -> Any:
     return compat.copy_spec(spec, **changes)
 
 
-def _to_tail(target: Any, tail: str) -> Any:
-    """A routing result with END replaced by the tail (names, ``Send``s, lists of them)."""
-    if isinstance(target, list | tuple):
-        return [tail if t == END else t for t in target]
-    return tail if target == END else target
+def _ends(result: Any) -> bool:
+    return END in result if isinstance(result, list | tuple) else result == END
 
 
-def _redirected(path: Runnable[Any, Any], tail: str) -> Runnable[Any, Any]:
-    """A router without a path map, whose END results lead to the tail instead."""
+def _to_tail(result: Any, config: RunnableConfig) -> Any:
+    """A router's result with END replaced by the tail, in a run the head did not start."""
+    if not _ends(result) or not needs_tail(config):
+        return result
+    if isinstance(result, list | tuple):
+        return [TAIL_NODE if t == END else t for t in result]
+    return TAIL_NODE
+
+
+def _redirected(path: Runnable[Any, Any]) -> Runnable[Any, Any]:
+    """A router without a path map whose END leads to the tail when the run needs it.
+
+    The wrapper is untraced: the user's router still runs as its own run, so its
+    span event shows the router's own choice.
+    """
 
     def route(state: Any, config: RunnableConfig) -> Any:
-        return _to_tail(path.invoke(state, config), tail)
+        return _to_tail(path.invoke(state, config), config)
 
     async def aroute(state: Any, config: RunnableConfig) -> Any:
-        return _to_tail(await path.ainvoke(state, config), tail)
+        return _to_tail(await path.ainvoke(state, config), config)
 
-    return RunnableLambda(route, afunc=aroute, name=getattr(path, "name", None) or "route")
+    return compat.plain_node(getattr(path, "name", None) or "route", route, aroute)
 
 
-def _branch_to_tail(spec: compat.BranchSpec, tail: str | None) -> compat.BranchSpec:
-    if tail is None:
+def _mapped_to_tail(path: Runnable[Any, Any], ending: frozenset[Hashable]) -> Runnable[Any, Any]:
+    """A router with a path map whose keys leading to END lead to the tail when needed."""
+
+    def keyed(result: Any, config: RunnableConfig) -> Any:
+        results = result if isinstance(result, list | tuple) else [result]
+        if not any(not isinstance(r, Send) and r in ending for r in results):
+            return result
+        if not needs_tail(config):
+            return result
+        mapped = [r if isinstance(r, Send) or r not in ending else _TAIL_KEY for r in results]
+        return mapped if isinstance(result, list | tuple) else mapped[0]
+
+    def route(state: Any, config: RunnableConfig) -> Any:
+        return keyed(path.invoke(state, config), config)
+
+    async def aroute(state: Any, config: RunnableConfig) -> Any:
+        return keyed(await path.ainvoke(state, config), config)
+
+    return compat.plain_node(getattr(path, "name", None) or "route", route, aroute)
+
+
+_TAIL_KEY = TAIL_NODE  # the path-map key graphops adds for the tail
+
+
+def _branch_to_tail(spec: compat.BranchSpec, tail: bool) -> compat.BranchSpec:
+    if not tail:
         return spec
     if spec.ends is None:
-        return compat.branch(_redirected(spec.path, tail), None, spec.input_schema)
-    ends = {key: (tail if target == END else target) for key, target in spec.ends.items()}
-    return compat.branch(spec.path, ends, spec.input_schema)
+        return compat.branch(_redirected(spec.path), None, spec.input_schema)
+    ending = frozenset(key for key, target in spec.ends.items() if target == END)
+    if not ending:
+        return spec
+    ends: dict[Hashable, str] = {**spec.ends, _TAIL_KEY: TAIL_NODE}
+    return compat.branch(_mapped_to_tail(spec.path, ending), ends, spec.input_schema)
+
+
+def _tail_if_needed() -> compat.BranchSpec:
+    """An edge to the tail beside a node's way to END, taken only in a run the head did not start.
+
+    The node keeps its own edge to END (or its ``Command``), which writes nothing;
+    this one leads nowhere in a run the head started. It reads no state (it is
+    attached after compile, without a reader): the choice depends on the run only.
+    """
+
+    def route(state: Any, config: RunnableConfig) -> list[str]:
+        return [TAIL_NODE] if needs_tail(config) else []
+
+    async def aroute(state: Any, config: RunnableConfig) -> list[str]:
+        return route(state, config)
+
+    ends: dict[Hashable, str] = {TAIL_NODE: TAIL_NODE}
+    return compat.branch(compat.plain_node("tail_if_needed", route, aroute), ends, None)
 
 
 def _copy_user_graph(
-    user: StateGraph[Any], new: StateGraph[Any], ops: Ops, tail: str | None
-) -> tuple[list[str], dict[str, compat.BranchSpec]]:
-    """Copy nodes, channels and non-START edges (END led to ``tail``); START's edges back."""
+    user: StateGraph[Any], new: StateGraph[Any], ops: Ops, tail: bool
+) -> tuple[list[str], dict[str, compat.BranchSpec], list[str]]:
+    """Copy nodes, channels and non-START edges; START's edges back, and the nodes that may end.
+
+    A router's END leads to the tail in a run the head did not start; the nodes
+    returned get an edge to the tail for such a run after compile.
+    """
     clash = _RESERVED & set(user.nodes)
     if clash:
         raise UserError(f"node names {sorted(clash)} are reserved for graphops steps: rename them")
@@ -181,27 +248,31 @@ def _copy_user_graph(
     compat.copy_defaults(user, new)
     for name, spec in user.nodes.items():
         new.nodes[name] = _node_spec(spec, ops.nodes.get(name))
-    end = tail or END
-    new.edges.update((a, end if b == END else b) for a, b in user.edges if a != START)
+    new.edges.update((a, b) for a, b in user.edges if a != START)
     new.waiting_edges.update(user.waiting_edges)
     for source, branches in user.branches.items():
         if source != START:
             for name, branch in branches.items():
                 new.branches[source][name] = _branch_to_tail(branch, tail)
-    if tail is not None:
-        for node in _ending_otherwise(user):
-            new.edges.add((node, tail))
-    start_targets = [end if b == END else b for a, b in user.edges if a == START]
-    starts = {n: _branch_to_tail(s, tail) for n, s in user.branches.get(START, {}).items()}
-    return start_targets, starts
+    ending: list[str] = []
+    if tail:
+        ending = [a for a, b in user.edges if b == END and a != START]
+        ending = list(dict.fromkeys([*ending, *_ending_otherwise(user)]))
+    # the head calls START's routers itself, after it wrote the run's record: END is END
+    start_targets = [b for a, b in user.edges if a == START]
+    return start_targets, dict(user.branches.get(START, {})), ending
+
+
+class _NoState(TypedDict):
+    """The tail's input schema: it reads no state key."""
 
 
 def _ending_otherwise(user: StateGraph[Any]) -> list[str]:
     """Nodes that can end a run without an edge or router leading to END.
 
     A node whose ``Command`` may go to END (``destinations`` with END), and a node
-    with no way out at all. The edge to the tail they get fires after every run
-    of the node, but the tail is deferred: it still runs once, at the end.
+    with no way out at all. The edge to the tail they get may fire after every
+    run of the node, but the tail is deferred: it still runs once, at the end.
     """
     out = []
     for name, spec in user.nodes.items():
@@ -241,14 +312,12 @@ def _route_start(
     return proceed, aproceed
 
 
-def _destinations(
-    targets: list[str], branches: Mapping[str, compat.BranchSpec], answered: str
-) -> tuple[str, ...]:
-    """Where the head may go, for the drawing: START's targets, the answered path, END."""
+def _destinations(targets: list[str], branches: Mapping[str, compat.BranchSpec]) -> tuple[str, ...]:
+    """Where the head may go, for the drawing: START's targets and END."""
     out = list(targets)
     for spec in branches.values():
         out += list((spec.ends or {}).values())
-    return tuple(dict.fromkeys([*out, answered, END]))
+    return tuple(dict.fromkeys([*out, END]))
 
 
 def build_observed_graph(
@@ -272,7 +341,8 @@ def build_observed_graph(
     (``user``, ``tenant``, ``session``, ``ip``, ``api_key``) is read from
     ``config["metadata"]`` (then ``configurable``); ``thread_id`` from
     ``config["configurable"]`` as usual. When any step is on, the output carries
-    the ``graphops`` channel with this run's record and its steps' outcomes.
+    the ``graphops`` channel with this run's record and its head steps' outcomes (the store
+    and the settlement run as the run closes: see ``graphops.run_scope``).
     """
     ops = _check_ops(ops or Ops())
     user = _user_graph(graph_or_nodes, edges, state_schema)
@@ -282,16 +352,16 @@ def build_observed_graph(
     metrics = telemetry.metrics if telemetry is not None else None
 
     head: list[Step] = []
-    tail: list[Step] = []
+    at_close: list[Step] = []
     if ops.guard is not None:
         head.append(guard_step(ops.guard))
     if ops.cache is not None:
         head.append(cache_lookup_step(ops.cache))
-        tail.append(cache_store_step(ops.cache))
+        at_close.append(cache_store_step(ops.cache))
     if ops.guard is not None:
-        tail.append(settle_step())
+        at_close.append(settle_step())
 
-    steps_on = bool(head or tail)
+    steps_on = bool(head)
     new: StateGraph[Any] = StateGraph(
         user.state_schema,
         user.context_schema,
@@ -300,27 +370,18 @@ def build_observed_graph(
         if steps_on
         else user.output_schema,
     )
-    tail_name = TAIL_NODE if tail else None
-    start_targets, start_branches = _copy_user_graph(user, new, ops, tail_name)
+    start_targets, start_branches, ending = _copy_user_graph(user, new, ops, steps_on)
     if steps_on:
         compat.add_schema(new, _with_ops_key(user.state_schema, "GraphopsState"))
-    if tail:
-        new.add_node(
-            TAIL_NODE,
-            tail_node(tail, metrics=metrics),
-            input_schema=user.state_schema,
-            defer=True,
-            metadata={STEP_NODE_KEY: ", ".join(s.name for s in tail)},
-        )
+        compat.add_schema(new, _NoState)
+        new.add_node(TAIL_NODE, tail_node(), input_schema=_NoState, defer=True)
         new.add_edge(TAIL_NODE, END)
-    if head:
         proceed, aproceed = _route_start(start_targets, start_branches)
-        answered = tail_name or END
         new.add_node(
             HEAD_NODE,
-            head_node(head, proceed=proceed, aproceed=aproceed, answered=answered, metrics=metrics),
+            head_node(head, proceed=proceed, aproceed=aproceed, metrics=metrics),
             input_schema=user.state_schema,
-            destinations=_destinations(start_targets, start_branches, answered),
+            destinations=_destinations(start_targets, start_branches),
             metadata={STEP_NODE_KEY: ", ".join(s.name for s in head)},
         )
         new.add_edge(START, HEAD_NODE)
@@ -334,23 +395,39 @@ def build_observed_graph(
         compiled = new.compile(checkpointer=checkpointer, store=store, cache=cache, name=graph_name)
     except ValueError as exc:  # LangGraph's own validation of the graph as given
         raise UserError(str(exc)) from exc
+    for node in ending:
+        compat.attach_stateless_branch(compiled, node, TAIL_NODE, _tail_if_needed())
     callbacks: list[Any] = []
-    if telemetry is not None:
-        callbacks.append(telemetry.handler)
-    if steps_on:
+    if steps_on:  # first: a scope closes, and its steps report, before the run's span ends
+        handler = telemetry.handler if telemetry is not None else None
         callbacks.append(
             ScopeHandler(
                 graph_name,
-                trace_of=telemetry.handler.trace_of if telemetry is not None else None,
-                on_open=(_settle_at_close,) if ops.guard is not None else (),
+                trace_of=handler.trace_of if handler is not None else None,
+                on_open=(_at_close(at_close, metrics, handler),) if at_close else (),
             )
         )
+    if telemetry is not None:
+        callbacks.append(telemetry.handler)
     return compiled.with_config({"callbacks": callbacks}) if callbacks else compiled
 
 
-def _settle_at_close(scope: RunScope) -> None:
-    """A run the tail did not settle (refused, failed, interrupted) settles as it closes."""
-    scope.on_close(settle_scope)
+def _at_close(
+    steps: Sequence[Step], metrics: Metrics | None, handler: TelemetryHandler | None
+) -> Callable[[RunScope], None]:
+    """The hook that has every scope run ``steps`` as it closes, each with its span."""
+
+    def hook(scope: RunScope) -> None:
+        def close(scope: RunScope) -> None:
+            span_of = None
+            if handler is not None:
+                run_id = UUID(scope.run_id)
+                span_of = partial(handler.closing_step, run_id)
+            run_at_close(steps, scope, metrics, span_of)
+
+        scope.on_close(close)
+
+    return hook
 
 
 def _telemetry(ops: Ops) -> Any:

@@ -145,3 +145,29 @@ def test_shape_interrupt_errors(name: str) -> None:
     error = getattr(errors, name)([])
     assert compat.is_interrupt(error) and compat.is_bubble_up(error)
     assert not compat.is_interrupt(ValueError()) and not compat.is_bubble_up(ValueError())
+
+
+def test_shape_compiled_graphs_attach_a_branch_without_a_reader() -> None:
+    params = inspect.signature(compat.attach_stateless_branch).parameters
+    assert list(params) == ["compiled", "source", "name", "spec"]
+    graph = StateGraph(State)
+    graph.add_node("a", lambda s: {"log": ["a"]})
+    graph.add_node("z", lambda s: {"log": ["z"]})
+    graph.add_edge(START, "a")
+    graph.add_edge("a", END)
+    graph.add_edge("z", END)
+    compiled = graph.compile()
+    seen: list[Any] = []
+    take = [False]
+
+    def path(value: Any) -> list[str]:
+        seen.append(value)
+        return ["z"] if take[0] else []
+
+    spec = compat.branch(compat.plain_node("p", path), {"z": "z"}, None)
+    compat.attach_stateless_branch(compiled, "a", "extra", spec)
+    assert compiled.invoke({"x": 0})["log"] == ["a"]  # [] leads nowhere
+    take[0] = True
+    assert compiled.invoke({"x": 1})["log"] == ["a", "z"]
+    assert seen == [{"log": ["a"]}] * 2  # what the node returned: no state was read
+    assert "a -.-> z;" in compiled.get_graph().draw_mermaid()  # and the drawing has the edge

@@ -55,6 +55,9 @@ class Seen:
 
     def _closed(self, scope: RunScope) -> None:
         self.closed.append((scope.run_id, scope.ended))
+        self.outcomes.append(dict(scope.outcomes))  # the steps at close ran before this
+
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def scope_handler(app: Any) -> ScopeHandler:
@@ -215,7 +218,35 @@ async def test_the_tail_and_the_close_run_once_and_the_state_is_the_plain_graphs
     user_nodes = [n for n in names if n in ("note", "done", "decide", "work", "gather", "again")]
     assert names.index("settle") > names.index(user_nodes[-1]), names  # after every node
     assert len({run for run, _ in seen.closed}) == 1 and [e for _, e in seen.closed] == ["ok"]
-    assert observed["graphops"]["settled"]["llm_calls"] == 0
+    assert seen.outcomes[-1]["settled"]["llm_calls"] == 0
+    assert seen.outcomes[-1]["cache_store"] == {"stored": False, "reason": None}
+    assert "graphops_tail" not in names  # the head started this run: its output has the record
+    assert observed["graphops"]["run"]["user"] == "ann"
+    assert scope_handler(app).open_runs() == 0 and telemetry.handler.open_runs() == 0
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_a_run_the_head_did_not_start_ends_at_the_tail_once(
+    telemetry: Telemetry, exporter: Any, shape: str
+) -> None:
+    seen = Seen()
+    plain = await _shape(shape, Seen(observed=False)).compile().ainvoke({"question": "q"})
+    app = build_observed_graph(
+        _shape(shape, seen), ops=Ops.all_steps(telemetry=telemetry), checkpointer=InMemorySaver()
+    )
+    await app.ainvoke({"question": "q"}, as_user("ann", "t"))
+    history = [s async for s in app.aget_state_history({"configurable": {"thread_id": "t"}})]
+    after_head = next(s for s in history if s.next == ("note",))
+    exporter.clear()
+    # a fork re-run by bob from after the head: the head does not run, the tail does
+    forked = await app.ainvoke(None, {**after_head.config, "metadata": {"user": "bob"}})
+    assert user_view(forked) == plain
+    assert forked["graphops"]["run"]["user"] == "bob" and "guard" not in forked["graphops"]
+    names = [s.name for s in sorted(exporter.get_finished_spans(), key=lambda s: s.start_time)]
+    assert names.count("graphops_tail") == 1 and "guard" not in names
+    assert names.count("cache_store") == names.count("settle") == 1
+    assert names.index("settle") > names.index("graphops_tail"), names
+    assert [e for _, e in seen.closed][-1] == "ok" and len(seen.closed) == 2
     assert scope_handler(app).open_runs() == 0 and telemetry.handler.open_runs() == 0
 
 
@@ -234,7 +265,11 @@ async def test_a_node_exception_closes_the_scope_once(telemetry: Telemetry, expo
     with pytest.raises(ValueError, match="boom"):
         await app.ainvoke({"question": "q"}, as_user("ann"))
     assert [e for _, e in seen.closed] == ["error"]
-    assert spans_named(exporter, "settle") == 0  # the tail is not reached: the close settles
+    assert spans_named(exporter, "settle") == 1  # the close settles a failed run too, once
+    assert seen.outcomes[-1]["cache_store"] == {"stored": False, "reason": "error"}
+    (settle,) = [s for s in exporter.get_finished_spans() if s.name == "settle"]
+    (root,) = [s for s in exporter.get_finished_spans() if s.parent is None]
+    assert settle.parent is not None and settle.parent.span_id == root.context.span_id
     assert scope_handler(app).open_runs() == 0
 
 
@@ -264,7 +299,7 @@ async def test_an_error_handler_ending_the_run_closes_the_scope_once(
         assert user_view(observed) == expected
         assert "handled" in observed["log"]
     assert [e for _, e in seen.closed] == ["ok", "ok"]
-    assert spans_named(exporter, "settle") <= 2
+    assert spans_named(exporter, "settle") == 2  # once per run
 
 
 async def test_a_cancelled_run_closes_its_scope(telemetry: Telemetry) -> None:
@@ -318,8 +353,12 @@ async def test_a_refused_run_ends_before_any_node(telemetry: Telemetry, exporter
     assert guard["outcome"] == "refused" and guard["reason"] == "invalid_input"
     assert guard["message"].startswith("the question is 12 characters long")
     assert "answer" not in out and "cache" not in out["graphops"]  # nothing else ran
-    names = {s.name for s in exporter.get_finished_spans()}
-    assert "guard" in names and not names & {"answer", "cache_lookup", "cache_store", "settle"}
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert "guard" in names and not set(names) & {"answer", "cache_lookup", "graphops_tail"}
+    (store,) = [s for s in exporter.get_finished_spans() if s.name == "cache_store"]
+    assert store.attributes is not None
+    assert store.attributes["graphops.cache.store_skipped"] == "refused"
+    assert names.count("settle") == 1  # a refused run is settled as it closes
     (guard_span,) = [s for s in exporter.get_finished_spans() if s.name == "guard"]
     (route,) = guard_span.events  # the head's decision, where a conditional edge records one
     assert route.attributes is not None and list(route.attributes["graphops.route.to"]) == [END]
@@ -342,13 +381,16 @@ async def test_a_cache_hit_skips_the_nodes_and_is_not_stored_again(
     assert out["answer"] == "from the cache" and not out.get("log")  # no node ran
     ops = out["graphops"]
     assert ops["cache"] == {"hit": True, "tier": "exact"}
-    assert ops["cache_store"] == {"stored": False, "reason": "cache_hit"}
-    assert "settled" in ops
+    assert set(ops) == {"run", "guard", "cache"}
     names = [s.name for s in exporter.get_finished_spans()]
     assert "answer" not in names and names.count("settle") == 1
+    (store,) = [s for s in exporter.get_finished_spans() if s.name == "cache_store"]
+    assert store.attributes is not None
+    assert store.attributes["graphops.cache.stored"] is False
+    assert store.attributes["graphops.cache.store_skipped"] == "cache_hit"
     (lookup,) = [s for s in exporter.get_finished_spans() if s.name == "cache_lookup"]
     assert lookup.events[0].attributes is not None
-    assert list(lookup.events[0].attributes["graphops.route.to"]) == ["graphops_tail"]
+    assert list(lookup.events[0].attributes["graphops.route.to"]) == [END]
 
 
 class Question(BaseModel):
@@ -397,7 +439,7 @@ async def test_streams_show_no_internal_objects(telemetry: Telemetry) -> None:
         return [value]
 
     updates = [u async for u in app.astream({"question": "q"}, stream_mode="updates")]
-    assert [next(iter(u)) for u in updates] == ["graphops_head", "answer", "graphops_tail"]
+    assert [next(iter(u)) for u in updates] == ["graphops_head", "answer"]
     assert not any(isinstance(o, Overwrite) for u in updates for o in objects(u))
     head = updates[0]["graphops_head"]["graphops"]
     assert set(head) == {"run", "guard", "cache"}

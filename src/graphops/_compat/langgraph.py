@@ -32,6 +32,7 @@ __all__ = [
     "BranchSpec",
     "StateNodeSpec",
     "add_schema",
+    "attach_stateless_branch",
     "branch",
     "copy_defaults",
     "copy_spec",
@@ -81,6 +82,18 @@ def copy_defaults(user: StateGraph[Any], new: StateGraph[Any]) -> None:
 def add_schema(builder: StateGraph[Any], schema: type[Any]) -> None:
     """Register ``schema``'s keys as channels of ``builder`` (as ``add_node`` does)."""
     builder._add_schema(schema)
+
+
+def attach_stateless_branch(compiled: Any, source: str, name: str, spec: BranchSpec) -> None:
+    """Add a conditional edge after ``source`` to a compiled graph, one that reads no state.
+
+    ``add_conditional_edges`` gives every branch a reader that copies all of the
+    graph's channels to show the path function the state fresh after the node;
+    a path that decides from the run alone (its ``config``) needs none of that,
+    and ``CompiledStateGraph.attach_branch(..., with_reader=False)`` skips it:
+    the path then receives what the node returned. The drawing still shows the edge.
+    """
+    compiled.attach_branch(source, name, spec, with_reader=False)
 
 
 def plain_node(

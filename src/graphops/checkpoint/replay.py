@@ -25,7 +25,7 @@ from graphops.checkpoint.span_store import RunRow, SpanRow, SqlSpanStore
 from graphops.errors import InvalidInputError, RunError
 from graphops.observe import semconv as sc
 from graphops.observe.tree import SpanNode, TreeSpan, build_tree, render_tree
-from graphops.steps.names import HEAD_NODE, HEAD_STEPS, TAIL_NODE, TAIL_STEPS
+from graphops.steps.names import HEAD_NODE, HEAD_STEPS
 
 __all__ = ["Replay", "ReplayRun", "StepState", "areplay", "replay", "written_ns"]
 
@@ -45,13 +45,12 @@ class StepState:
     def label(self) -> str:
         """The nodes that ran, or what wrote the checkpoint when no node did.
 
-        graphops' steps are spans of their own, but ran in one node of the step:
-        the head or the tail, which is what the label names.
+        graphops' head steps are spans of their own, but ran in one node of the
+        step: the head, which is what the label names.
         """
         if self.nodes:
-            for holder, steps in ((HEAD_NODE, HEAD_STEPS), (TAIL_NODE, TAIL_STEPS)):
-                if set(self.nodes) <= set(steps):
-                    return holder
+            if set(self.nodes) <= set(HEAD_STEPS):
+                return HEAD_NODE
             return "+".join(self.nodes)
         return "(update)" if self.source == "update" else "(input)"
 

@@ -47,8 +47,8 @@ __all__ = ["TelemetryHandler", "node_span", "step_span"]
 
 _ATTACHED = frozenset({"llm", "retrieval", "tool"})
 
-_STEPS = frozenset(STEP_NAMES)  # their spans are marked graphops.node.kind=step
-_HOLDERS = frozenset({HEAD_NODE, TAIL_NODE})  # nodes that hold steps: each step is a span
+_STEPS = frozenset({*STEP_NAMES, TAIL_NODE})  # graphops' own: graphops.node.kind=step
+_HOLDERS = frozenset({HEAD_NODE})  # nodes that hold steps: each step is a span
 
 
 _NODE_INHERITS = (sc.THREAD_ID, sc.USER)  # root attributes every node span repeats
@@ -80,7 +80,7 @@ class TelemetryHandler(CallEvents, BaseCallbackHandler):
         self._route_by: dict[UUID, str] = {}  # conditional-edge runs → their function's name
         self._roots: dict[UUID, _Root] = {}
         self._quiet: set[UUID] = set()  # update_state() runs and everything inside them
-        self._holders: dict[UUID, dict[str, Any]] = {}  # head/tail node runs → their metadata
+        self._holders: dict[UUID, dict[str, Any]] = {}  # head node runs → their metadata
         self._bubble_up = _graph_bubble_up()
 
     # ---------------------------------------------------------------- plumbing
@@ -185,6 +185,9 @@ class TelemetryHandler(CallEvents, BaseCallbackHandler):
             if node in _HOLDERS and parent.kind == "root":
                 # no span of its own: each step it runs is one (step_span), under the run
                 self._holders[run_id] = metadata
+                root = self._roots.get(parent.root)
+                if root is not None:
+                    root.last_step = max(root.last_step, metadata.get("langgraph_step", -1))
                 self._alias[run_id] = self._alias.get(parent_run_id, parent_run_id)
                 return
             self._start_node(run_id, parent, node, metadata)
@@ -246,8 +249,11 @@ class TelemetryHandler(CallEvents, BaseCallbackHandler):
 
     def _start_node(self, run_id: UUID, parent: _Open, node: str, metadata: dict[str, Any]) -> None:
         root = self._roots.get(parent.root)
-        attrs = self._node_attributes(root, node, metadata.get("langgraph_step", -1))
+        step = metadata.get("langgraph_step", -1)
+        attrs = self._node_attributes(root, node, step)
         opened = self._start(run_id, parent, node, "node", attrs)
+        if root is not None and parent.kind == "root" and step > root.last_step:
+            root.last_step = step
         task = str(metadata.get("langgraph_checkpoint_ns", ""))
         if root is not None and task:
             attempt = root.attempts.get(task, 0) + 1
@@ -331,7 +337,7 @@ class TelemetryHandler(CallEvents, BaseCallbackHandler):
 
     # ---------------------------------------------------------------- steps
     def step(self, holder_run: UUID, name: str) -> AbstractContextManager[Span]:
-        """A span for step ``name`` run by the head or tail node run ``holder_run``.
+        """A span for step ``name`` run by the head node run ``holder_run``.
 
         It is a node-kind span under the run, as a node of its own would be, so the
         span tree reads the same whichever node holds the step.
@@ -341,6 +347,18 @@ class TelemetryHandler(CallEvents, BaseCallbackHandler):
         if metadata is None or parent is None:
             return _NO_STEP
         return _Step(self, parent, name, metadata.get("langgraph_step", -1))
+
+    def closing_step(self, run_id: UUID, name: str) -> AbstractContextManager[Span]:
+        """A span for step ``name`` run as the run ``run_id`` closes, after its last node.
+
+        It is a step span under the run's span, which is still open (the scope
+        handler comes before this one), marked with the step after the run's last.
+        """
+        parent = self._open.get(run_id)
+        root = self._roots.get(run_id)
+        if parent is None or root is None:
+            return _NO_STEP
+        return _Step(self, parent, name, root.last_step + 1)
 
     # ---------------------------------------------------------------- lookups
     def trace_of(self, run_id: UUID) -> str | None:
@@ -405,7 +423,7 @@ def _handler(config: RunnableConfig) -> tuple[TelemetryHandler | None, UUID | No
 
 
 def step_span(config: RunnableConfig, name: str) -> AbstractContextManager[Span]:
-    """The span of step ``name``, run by the head or tail node with ``config``.
+    """The span of step ``name``, run by the head node (or a step node) with ``config``.
 
     A no-op span when telemetry is off or the step runs outside graphops' nodes.
     """

@@ -24,6 +24,7 @@ class _Root:
     tokens: int = 0
     cost: float = 0.0
     prompts: list[str] = field(default_factory=list)
+    last_step: int = -1  # the last LangGraph step a node of the run ran in
 
 
 @dataclass(slots=True)

@@ -12,7 +12,10 @@ The handler is separate from telemetry (which must never fail a run): it has
 ``raise_error=True``, so an exception raised while opening a scope (a refusal
 the guard makes before any node runs) fails the run instead of being logged and
 ignored. It runs inline, holds no lock, and does no I/O itself: close hooks do
-their own.
+their own. It comes before telemetry's handler in the graph's callbacks, so a
+scope closes (and the steps that run at close report their spans) before
+telemetry ends the run's span; the trace id is therefore asked for lazily
+(:attr:`RunScope.trace_id`), once telemetry has started that span.
 """
 
 from __future__ import annotations
@@ -95,8 +98,9 @@ class ScopeHandler(BaseCallbackHandler):
         if is_update_state_run(kwargs.get("name")):
             return
         scope = RunScope(str(run_id), self.graph, Identity.from_metadata(metadata or {}))
-        if self._trace_of is not None:
-            scope.trace_id = self._trace_of(run_id)
+        trace_of = self._trace_of
+        if trace_of is not None:
+            scope.trace_of = lambda: trace_of(run_id)
         self._scopes[run_id] = scope
         for hook in self._on_open:
             hook(scope)
@@ -108,7 +112,10 @@ class ScopeHandler(BaseCallbackHandler):
         interrupted = run_id in self._interrupted or (
             isinstance(outputs, dict) and INTERRUPT_KEY in outputs
         )
-        self._close(run_id, "interrupted" if interrupted else "ok")
+        if interrupted:
+            self._close(run_id, "interrupted")
+        else:
+            self._close(run_id, "ok", outputs)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         root = self._root_of.pop(run_id, None)
@@ -118,11 +125,11 @@ class ScopeHandler(BaseCallbackHandler):
             return
         self._close(run_id, _ended_by(error))
 
-    def _close(self, run_id: UUID, ended: RunEnd) -> None:
+    def _close(self, run_id: UUID, ended: RunEnd, output: Any = None) -> None:
         self._interrupted.discard(run_id)
         scope = self._scopes.pop(run_id, None)
         if scope is not None:
-            scope.close(ended)
+            scope.close(ended, output)
 
     # ---------------------------------------------------------------- LLM usage
     def on_chat_model_start(

@@ -5,8 +5,9 @@ node it starts at (a fresh input, ``invoke(None, config)`` resuming or forking a
 thread, ``Command(resume=…)`` after an ``interrupt()``), and closed exactly once
 when that run ends, fails, is interrupted or is cancelled. It holds who runs
 (:class:`Identity`), the run's ids, its deadline, the admission record the guard
-leaves, and usage counted from every LLM call; close hooks registered on it run
-once, at close, which is where quotas settle and permits are released.
+leaves, usage counted from every LLM call, and, once it ended normally, its
+output; close hooks registered on it run once, at close, which is where the
+answer is stored, quotas settle and permits are released.
 
 It is never stored in the graph state, so a resumed or forked run never inherits
 the previous run's record: each run has its own scope. Nodes, steps and models
@@ -84,14 +85,32 @@ class RunScope:
     run_id: str
     graph: str
     identity: Identity
-    trace_id: str | None = None
     started: float = field(default_factory=time.monotonic)
     deadline: float | None = None  # time.monotonic() value; None: no deadline
     admission: Mapping[str, Any] | None = None  # what the guard decided for this run
     usage: Usage = field(default_factory=Usage)
     outcomes: dict[str, Any] = field(default_factory=dict)  # this run's step outcomes
     ended: RunEnd | None = None
+    output: Any = None  # what the run returned, set as it closes after a normal end
+    trace_of: Callable[[], str | None] | None = None  # asked until it knows the trace
+    _trace_id: str | None = None
     _hooks: list[Callable[[RunScope], object]] = field(default_factory=list)
+
+    @property
+    def trace_id(self) -> str | None:
+        """The run's trace id (32 hex digits); None without telemetry.
+
+        Asked of ``trace_of`` when first needed, not at open: the scope opens
+        before telemetry starts the run's span, so that it closes after the
+        steps that run at close have reported theirs, inside the run's span.
+        """
+        if self._trace_id is None and self.trace_of is not None:
+            self._trace_id = self.trace_of()
+        return self._trace_id
+
+    @trace_id.setter
+    def trace_id(self, value: str | None) -> None:
+        self._trace_id = value
 
     @property
     def closed(self) -> bool:
@@ -111,8 +130,11 @@ class RunScope:
         else:
             self._hooks.append(hook)
 
-    def close(self, ended: RunEnd) -> bool:
+    def close(self, ended: RunEnd, output: Any = None) -> bool:
         """End the run as ``ended`` and run the close hooks; False if it was already closed.
+
+        ``output`` is what a run that ended normally returned (hooks read it as
+        ``scope.output``: the answer to store).
 
         A hook that raises is logged and the others still run: closing must never
         turn a finished run into a failed one, nor skip a settlement.
@@ -120,6 +142,7 @@ class RunScope:
         if self.closed:
             return False
         self.ended = ended
+        self.output = output
         hooks, self._hooks = self._hooks, []
         for hook in hooks:
             self._call(hook)

@@ -1,11 +1,13 @@
-"""The ops steps, each usable alone, and the head and tail nodes that hold them.
+"""The ops steps, each usable alone, and the nodes graphops inserts.
 
 A step is a function of ``(state, scope)`` (:class:`Step`): ``guard_step``,
 ``cache_lookup_step``, ``cache_store_step``, ``settle_step``. The builder puts
-them in at most two nodes (:func:`head_node`, :func:`tail_node`); a hand-built
-graph can make any one a node with :func:`step_node`, add :class:`OpsChannel` to
-its state and route on :func:`refused` and :func:`cache_hit`. Names load lazily:
-the telemetry handler imports :mod:`graphops.steps.names` without the rest.
+the first two in the head node (:func:`head_node`) and runs the other two as
+the run's scope closes (:func:`run_at_close`); the tail (:func:`tail_node`)
+holds no step. A hand-built graph can make any step a node with
+:func:`step_node`, add :class:`OpsChannel` to its state and route on
+:func:`refused` and :func:`cache_hit`. Names load lazily: the telemetry handler
+imports :mod:`graphops.steps.names` without the rest.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from graphops.steps.base import Step, StepResult, run_steps
+    from graphops.steps.base import Step, StepResult, run_at_close, run_steps
     from graphops.steps.cache import cache_lookup_step, cache_store_step
     from graphops.steps.channel import OPS_KEY, OpsChannel, cache_hit, ops_channel, ops_of, refused
     from graphops.steps.guard import guard_step
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Step": "base",
     "StepResult": "base",
+    "run_at_close": "base",
     "run_steps": "base",
     "cache_lookup_step": "cache",
     "cache_store_step": "cache",
@@ -54,6 +57,7 @@ __all__ = [
     "ops_channel",
     "ops_of",
     "refused",
+    "run_at_close",
     "run_steps",
     "settle_scope",
     "settle_step",

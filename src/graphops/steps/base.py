@@ -1,4 +1,4 @@
-"""What a step is, and how a head or tail node runs its steps in order.
+"""What a step is, and how the head node, or the run's close, runs steps in order.
 
 A step is a plain function of the run's state and its :class:`RunScope`,
 returning a :class:`StepResult`: its outcome (kept in the scope and in the ops
@@ -11,11 +11,12 @@ hand-built graph.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.runnables import RunnableConfig
-from opentelemetry.trace import Span
+from opentelemetry.trace import INVALID_SPAN, Span
 
 from graphops.observe import semconv as sc
 from graphops.observe.genai import route_targets
@@ -27,10 +28,20 @@ from graphops.steps.names import HEAD_NODE
 if TYPE_CHECKING:
     from graphops.observe.metrics import Metrics
 
-__all__ = ["Step", "StepResult", "arun_steps", "record_of", "run_steps", "scope_for"]
+__all__ = [
+    "Step",
+    "StepResult",
+    "arun_steps",
+    "record_of",
+    "run_at_close",
+    "run_steps",
+    "scope_for",
+]
 
 Stop = Literal["refused", "answered"]
-"""Why a step ends the run: refused (to END), or answered (past the user's nodes)."""
+"""Why a step ends the run: refused, or answered from the cache (both to END)."""
+
+_UNREPORTED: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +104,7 @@ def run_steps(
     scope = scope_for(config)
     update: dict[str, Any] = {}
     goto: Any = None
-    if "run" not in scope.outcomes:  # the head wrote it; the tail needs not again
+    if "run" not in scope.outcomes:
         scope.outcomes["run"] = record_of(scope)
     for index, step in enumerate(steps):
         with step_span(config, step.name) as span:
@@ -107,6 +118,23 @@ def run_steps(
     return update, goto
 
 
+def run_at_close(
+    steps: Sequence[Step],
+    scope: RunScope,
+    metrics: Metrics | None,
+    span_of: Callable[[str], AbstractContextManager[Span]] | None,
+) -> None:
+    """Run ``steps`` on the run's output as its scope closes, each in its own span.
+
+    ``span_of(name)`` opens a step's span under the run (telemetry's
+    ``closing_step``); without it the steps run unreported. The outcomes stay in
+    the scope: the run's output has been returned by then.
+    """
+    for step in steps:
+        with span_of(step.name) if span_of is not None else _UNREPORTED as span:
+            _run(step, scope.output, scope, span, metrics, {})
+
+
 async def arun_steps(
     steps: Sequence[Step],
     state: Any,
@@ -118,7 +146,7 @@ async def arun_steps(
     scope = scope_for(config)
     update: dict[str, Any] = {}
     goto: Any = None
-    if "run" not in scope.outcomes:  # the head wrote it; the tail needs not again
+    if "run" not in scope.outcomes:
         scope.outcomes["run"] = record_of(scope)
     for index, step in enumerate(steps):
         with step_span(config, step.name) as span:

@@ -1,9 +1,10 @@
-"""The cache steps: ``cache_lookup`` in the head, ``cache_store`` in the tail.
+"""The cache steps: ``cache_lookup`` in the head, ``cache_store`` as the run closes.
 
 The lookup asks :meth:`CachePolicy.lookup`; a hit writes the cached state
-update, and the run goes past the user's nodes to the tail. The store asks
-:meth:`CachePolicy.store` for a run that was neither answered from the cache nor
-degraded. The cache tiers themselves are not built yet: every lookup misses.
+update, and the run ends there, past the user's nodes. The store asks
+:meth:`CachePolicy.store` with the run's output, for a run that ended normally
+and was neither refused, answered from the cache, nor degraded. The cache tiers
+themselves are not built yet: every lookup misses.
 """
 
 from __future__ import annotations
@@ -44,13 +45,31 @@ def _count(result: StepResult, metrics: Metrics) -> None:
 
 
 def cache_store_step(policy: CachePolicy) -> Step:
-    """The store as a step: never stores an answer that came from the cache or was degraded."""
+    """The store as a step, run at close on the run's output.
+
+    Never stores what a run that did not end normally, was refused, was answered
+    from the cache or was degraded returned.
+    """
 
     def cache_store(state: Any, scope: RunScope) -> StepResult:
-        if scope.outcomes.get("cache", {}).get("hit"):
-            return StepResult({"stored": False, "reason": "cache_hit"})
-        if "degraded" in scope.outcomes:
-            return StepResult({"stored": False, "reason": "degraded"})
-        return StepResult({"stored": policy.store(state, scope), "reason": None})
+        skipped = _skip_store(scope)
+        if skipped is not None:
+            attributes = {sc.CACHE_STORED: False, sc.CACHE_STORE_SKIPPED: skipped}
+            return StepResult({"stored": False, "reason": skipped}, attributes)
+        stored = policy.store(state, scope)
+        return StepResult({"stored": stored, "reason": None}, {sc.CACHE_STORED: stored})
 
     return Step("cache_store", "cache_store", cache_store)
+
+
+def _skip_store(scope: RunScope) -> str | None:
+    """Why this run's answer is not one to store, or None when it is."""
+    if scope.ended is not None and scope.ended != "ok":
+        return scope.ended
+    if scope.outcomes.get("guard", {}).get("outcome") == "refused":
+        return "refused"
+    if scope.outcomes.get("cache", {}).get("hit"):
+        return "cache_hit"
+    if "degraded" in scope.outcomes:
+        return "degraded"
+    return None

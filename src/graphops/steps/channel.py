@@ -4,8 +4,10 @@ Steps talk to routes and to the caller through one namespaced key, ``graphops``,
 so no user key is ever touched. The channel is LangGraph's ``UntrackedValue``:
 it is never checkpointed, so every invocation (fresh, resumed, forked) starts
 without it and no run ever sees another run's outcome. It holds only typed
-outcomes: the run's record, the guard's decision, the cache lookup, whether the
-answer was degraded, the store and the settlement.
+outcomes: the run's record, the guard's decision, the cache lookup, and whether
+the answer was degraded. The store and the settlement happen as the run's scope
+closes, after its output is made: they are in the scope (``scope.outcomes``,
+which close hooks read) and in their spans, not in the output.
 """
 
 from __future__ import annotations
@@ -69,14 +71,14 @@ class Degraded(TypedDict):
 
 
 class StoreOutcome(TypedDict, total=False):
-    """Whether the run's answer was stored in the cache."""
+    """Whether the run's answer was stored in the cache (``scope.outcomes["cache_store"]``)."""
 
     stored: bool
     reason: str | None
 
 
 class Settlement(TypedDict, total=False):
-    """The run's usage, settled once: LLM calls and tokens as the models reported them."""
+    """The run's usage, settled once (``scope.outcomes["settled"]``): LLM calls and tokens."""
 
     llm_calls: int
     input_tokens: int
@@ -90,8 +92,6 @@ class OpsOutcomes(TypedDict, total=False):
     guard: GuardOutcome
     cache: CacheOutcome
     degraded: Degraded
-    cache_store: StoreOutcome
-    settled: Settlement
 
 
 def ops_channel() -> Any:

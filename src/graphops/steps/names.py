@@ -1,19 +1,21 @@
-"""The names graphops gives its steps and the two nodes that hold them (one list, no imports).
+"""The names graphops gives its steps and the nodes it inserts (one list, no imports).
 
-The builder inserts at most two nodes: the head, holding ``guard`` then
-``cache_lookup``, and the tail, holding ``cache_store`` then ``settle``. Each step
-is reported as its own span (``graphops.node.kind=step``), so a span tree reads
-the same whichever node holds the step.
+The head (``graphops_head``) holds ``guard`` then ``cache_lookup``; ``cache_store``
+then ``settle`` run as the run's scope closes, after the last node, in no node;
+the tail (``graphops_tail``) holds no step: it writes the run's record into the
+output of a run that did not start at the head (a resume, a fork, a
+``Command(resume=…)``). Each step is reported as its own span
+(``graphops.node.kind=step``) under the run.
 """
 
 from __future__ import annotations
 
-__all__ = ["HEAD_NODE", "HEAD_STEPS", "STEP_NAMES", "STEP_NODE_KEY", "TAIL_NODE", "TAIL_STEPS"]
+__all__ = ["CLOSE_STEPS", "HEAD_NODE", "HEAD_STEPS", "STEP_NAMES", "STEP_NODE_KEY", "TAIL_NODE"]
 
 HEAD_NODE = "graphops_head"
 TAIL_NODE = "graphops_tail"
 HEAD_STEPS = ("guard", "cache_lookup")
-TAIL_STEPS = ("cache_store", "settle")
-STEP_NAMES = (*HEAD_STEPS, *TAIL_STEPS)
+CLOSE_STEPS = ("cache_store", "settle")
+STEP_NAMES = (*HEAD_STEPS, *CLOSE_STEPS)
 STEP_NODE_KEY = "graphops_steps"
-"""Node metadata naming the steps a head or tail node holds (shown by ``draw_mermaid``)."""
+"""Node metadata naming the steps the head holds (shown by ``draw_mermaid``)."""

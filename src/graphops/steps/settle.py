@@ -1,16 +1,17 @@
 """The settle step: the run's usage, settled once.
 
 It records what the run's LLM calls used (counted by the run scope as each
-result arrived) in the ops channel, in the tail, when the run reaches it. A run
-that ends elsewhere (refused, an exception, an interrupt, cancelled) is settled
-when its scope closes instead; a scope is settled once either way. Token quotas,
-which this will reconcile against a reservation, are not built yet.
+result arrived) in the scope's outcomes, as the scope closes, however the run
+ended (normally, refused, an exception, an interrupt, cancelled); a scope is
+settled once. Token quotas, which this will reconcile against a reservation,
+are not built yet.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from graphops.observe import semconv as sc
 from graphops.runtime import RunScope
 from graphops.steps.base import Step, StepResult
 from graphops.steps.channel import Settlement
@@ -33,9 +34,15 @@ def settle_scope(scope: RunScope) -> Settlement:
 
 
 def settle_step() -> Step:
-    """Settlement as the tail's last step."""
+    """Settlement as the last step run at the scope's close."""
 
     def settle(state: Any, scope: RunScope) -> StepResult:
-        return StepResult(settle_scope(scope))
+        done = settle_scope(scope)
+        attributes = {
+            sc.SETTLED_LLM_CALLS: done["llm_calls"],
+            sc.SETTLED_INPUT_TOKENS: done["input_tokens"],
+            sc.SETTLED_OUTPUT_TOKENS: done["output_tokens"],
+        }
+        return StepResult(done, attributes)
 
     return Step("settle", "settled", settle)
