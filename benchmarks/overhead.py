@@ -4,18 +4,21 @@
 
 Runs a plain 5-node graph of no-op nodes and the same graph through
 build_observed_graph (telemetry on: spans to a batch processor with a no-op
-exporter, metrics on a private registry, JSON logs off; no checkpointer), in
-alternating rounds so drift hits both alike, and prints medians and ratios.
-Configurations: telemetry only (no inserted node), and every step on (guard,
-cache_lookup in graphops_head; cache_store, settle in graphops_tail).
+exporter, metrics on a private registry, JSON logs off; no checkpointer), the
+graphs taking turns on every invoke so drift hits all alike, and prints, per
+graph, the median over the rounds and its ratio to the plain graph (median, and
+the lowest and highest round). Configurations: telemetry only (no inserted
+node), and every step on (guard, cache_lookup in graphops_head; cache_store,
+settle as the run's scope closes, in no node). A plain graph of 6 no-op nodes
+shows what the one node a fresh run passes through (the head) costs by itself.
 
 Then the same with a SQLite checkpointer (skip with ``--no-checkpointer``): the
 sync ``SqliteSaver`` (``invoke``) and the ``AsyncSqliteSaver`` (``ainvoke``), the
 same saver class on both sides, a fresh database file per graph in a temporary
 folder and a new thread id per invoke, for each of LangGraph's ``durability``
-modes (``sync``, ``async`` — LangGraph's default — and ``exit``). A plain graph
-of 7 no-op nodes shows what the two inserted nodes cost by themselves.
-Ratios are against the plain 5-node graph with the same saver and durability.
+modes (``sync``, ``async`` — LangGraph's default — and ``exit``), again with
+the 6-node plain graph. Ratios are against the plain 5-node graph with the same
+saver and durability.
 
     .venv/bin/python benchmarks/overhead.py --reference [--questions N]
 
@@ -58,34 +61,49 @@ class NullExporter(SpanExporter):
         pass
 
 
-def median_ms(run: Callable[[], object], iterations: int) -> float:
-    samples = []
+def interleaved_ms(
+    graphs: dict[str, Any], run: Callable[[Any], object], iterations: int
+) -> dict[str, float]:
+    """Each graph's median ms over ``iterations`` invokes, the graphs taking turns per invoke.
+
+    Taking turns on every invoke, not in blocks, puts the machine's drift (other
+    processes, CPU frequency) on every graph alike: on a shared 2-core machine a
+    block-wise ratio moved by ±0.1 from run to run.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in graphs}
     for _ in range(iterations):
-        started = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
+        for name, graph in graphs.items():
+            started = time.perf_counter()
+            run(graph)
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) * 1000 for name, values in samples.items()}
 
 
-async def amedian_ms(run: Callable[[], Awaitable[object]], iterations: int) -> float:
-    samples = []
+async def ainterleaved_ms(
+    graphs: dict[str, Any], run: Callable[[Any], Awaitable[object]], iterations: int
+) -> dict[str, float]:
+    """:func:`interleaved_ms` for ``ainvoke``."""
+    samples: dict[str, list[float]] = {name: [] for name in graphs}
     for _ in range(iterations):
-        started = time.perf_counter()
-        await run()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
+        for name, graph in graphs.items():
+            started = time.perf_counter()
+            await run(graph)
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) * 1000 for name, values in samples.items()}
 
 
 def new_thread() -> dict[str, Any]:
     return {"configurable": {"thread_id": uuid.uuid4().hex}}
 
 
-def print_table(title: str, results: dict[str, list[float]], base: str) -> None:
-    plain = statistics.median(results[base])
-    print(f"{title:<44}{'median ms':>10}{'ratio':>8}")
-    for name, samples in results.items():
-        value = statistics.median(samples)
-        print(f"{name:<44}{value:>10.3f}{value / plain:>8.2f}")
+def print_table(title: str, rounds: list[dict[str, float]], base: str) -> None:
+    """Medians over the rounds, each graph's ratio to ``base``: median, lowest, highest round."""
+    print(f"{title:<44}{'median ms':>10}{'ratio':>8}{'rounds':>14}")
+    for name in rounds[0]:
+        value = statistics.median(r[name] for r in rounds)
+        ratios = [r[name] / r[base] for r in rounds]
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
+        print(f"{name:<44}{value:>10.3f}{statistics.median(ratios):>8.2f}{spread:>14}")
     print()
 
 
@@ -125,6 +143,7 @@ def reference(questions: int) -> None:
 def no_checkpointer(telemetry: Telemetry, iterations: int, rounds: int) -> None:
     graphs = {
         "plain": five_nodes().compile(),
+        "plain, 6 nodes": line_of(6).compile(),
         "observed, telemetry only": build_observed_graph(
             five_nodes(), ops=Ops(telemetry=telemetry)
         ),
@@ -135,18 +154,17 @@ def no_checkpointer(telemetry: Telemetry, iterations: int, rounds: int) -> None:
     for graph in graphs.values():  # warm up
         for _ in range(300):
             graph.invoke({"x": 0})
-    results: dict[str, list[float]] = {name: [] for name in graphs}
-    for _ in range(rounds):
-        for name, graph in graphs.items():
-            results[name].append(median_ms(lambda g=graph: g.invoke({"x": 0}), iterations))
+    results = [
+        interleaved_ms(graphs, lambda g: g.invoke({"x": 0}), iterations) for _ in range(rounds)
+    ]
     print_table("graph (5 no-op nodes, invoke)", results, "plain")
 
 
 def _saver_graphs(telemetry: Telemetry, saver_for: Callable[[str], Any]) -> dict[str, Any]:
-    """plain, plain with two more nodes, observed: each with its own fresh saver."""
+    """plain, plain with one more node, observed: each with its own fresh saver."""
     return {
         "plain + saver": five_nodes().compile(checkpointer=saver_for("plain")),
-        "plain, 7 nodes + saver": line_of(7).compile(checkpointer=saver_for("seven")),
+        "plain, 6 nodes + saver": line_of(6).compile(checkpointer=saver_for("six")),
         "observed, telemetry only + saver": build_observed_graph(
             five_nodes(), ops=Ops(telemetry=telemetry), checkpointer=saver_for("telemetry")
         ),
@@ -178,10 +196,7 @@ def sync_saver(telemetry: Telemetry, folder: Path, iterations: int, rounds: int)
             for graph in graphs.values():  # warm up
                 for _ in range(50):
                     run(graph)
-            results: dict[str, list[float]] = {name: [] for name in graphs}
-            for _ in range(rounds):
-                for name, graph in graphs.items():
-                    results[name].append(median_ms(lambda g=graph: run(g), iterations))
+            results = [interleaved_ms(graphs, run, iterations) for _ in range(rounds)]
             print_table(f"SqliteSaver, invoke, durability={durability}", results, "plain + saver")
 
 
@@ -192,7 +207,7 @@ async def async_saver(telemetry: Telemetry, folder: Path, iterations: int, round
     for durability in DURABILITIES:
         async with AsyncExitStack() as stack:
             savers: dict[str, AsyncSqliteSaver] = {}
-            for name in ("plain", "seven", "telemetry", "all"):
+            for name in ("plain", "six", "telemetry", "all"):
                 path = folder / f"async-{durability}-{name}.sqlite"
                 connection = await stack.enter_async_context(aiosqlite.connect(path))
                 savers[name] = AsyncSqliteSaver(connection)
@@ -204,10 +219,7 @@ async def async_saver(telemetry: Telemetry, folder: Path, iterations: int, round
             for graph in graphs.values():  # warm up
                 for _ in range(50):
                     await run(graph)
-            results: dict[str, list[float]] = {name: [] for name in graphs}
-            for _ in range(rounds):
-                for name, graph in graphs.items():
-                    results[name].append(await amedian_ms(lambda g=graph: run(g), iterations))
+            results = [await ainterleaved_ms(graphs, run, iterations) for _ in range(rounds)]
             print_table(
                 f"AsyncSqliteSaver, ainvoke, durability={durability}", results, "plain + saver"
             )
