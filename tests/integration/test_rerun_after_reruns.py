@@ -25,6 +25,7 @@ from graphops.errors import InvalidInputError
 from graphops.models import ScriptedChatModel
 from graphops.observe import Metrics, Telemetry
 from graphops.policies import Ops
+from graphops.steps.names import CLOSE_STEPS
 from tests.integration.support import QA, echo, qa_nodes
 
 pytestmark = pytest.mark.anyio
@@ -113,9 +114,14 @@ async def test_the_state_list_is_per_run_after_reruns(database: str) -> None:
         spans = {
             (s.attributes["graphops.langgraph_step"], s.name)
             for s in run.spans
-            if "graphops.node" in s.attributes
+            if "graphops.node" in s.attributes and s.name not in CLOSE_STEPS
         }
         assert {(s.step, n) for s in mine for n in s.nodes} == spans  # each node, its run's step
+        # the steps run at the scope's close come after the last step, in no checkpoint
+        closing = {
+            s.attributes["graphops.langgraph_step"] for s in run.spans if s.name in CLOSE_STEPS
+        }
+        assert closing == {max(s.step for s in mine) + 1}
     rerun_steps = [s for s in stored.steps if s.trace_id == traces[1]]
     assert [(s.nodes, s.changes.get("draft")) for s in rerun_steps][:2] == [
         ((), "changed"),  # the --set edit at the fork

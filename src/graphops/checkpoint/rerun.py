@@ -32,6 +32,7 @@ from graphops.observe import semconv as sc
 from graphops.prompts.refs import check_name, parse_ref
 from graphops.prompts.source import PROMPT_OVERRIDES_KEY, PromptSource
 from graphops.steps.channel import OPS_KEY
+from graphops.steps.names import TAIL_NODE
 
 __all__ = [
     "Fork",
@@ -109,12 +110,16 @@ class Rerun:
                 )
             ]
         lines += self._prompt_lines()
-        same = self.original_nodes[-len(self.nodes) :] == self.nodes if self.nodes else False
+        # the tail is graphops' bookkeeping for a run that starts past the head, as a
+        # re-run does: no node of the graph's own, so not a difference
+        original = [n for n in self.original_nodes if n != TAIL_NODE]
+        nodes = [n for n in self.nodes if n != TAIL_NODE]
+        same = original[-len(nodes) :] == nodes if nodes else False
         lines.append("nodes: " + ("same as the original from the fork" if same else "changed"))
         if not same:
             lines += [
-                f"  original: {' → '.join(self.original_nodes)}",
-                f"  re-run:   {' → '.join(self.nodes)}",
+                f"  original: {' → '.join(original)}",
+                f"  re-run:   {' → '.join(nodes)}",
             ]
         return "\n".join(lines)
 
