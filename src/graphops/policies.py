@@ -67,7 +67,12 @@ class CachePolicy:
         return None
 
     def store(self, state: Any, scope: RunScope) -> bool:
-        """Store the run's answer; whether it was stored (never, yet)."""
+        """Store the run's answer; whether it was stored (never, yet).
+
+        Called as the run's scope closes, once, with the run's output as ``state``,
+        and only for a run that ended normally and was not refused, answered from
+        the cache or degraded. It runs inline: keep it short.
+        """
         return False
 
 

@@ -521,3 +521,36 @@ async def test_runs_inside_tools_and_retrievers_belong_to_the_run(telemetry: Tel
     assert seen.users == ["ann", "ann"] and len(set(seen.traces)) == 1  # one run, one scope
     assert len(seen.closed) == 1
     assert scope_handler(app).open_runs() == 0
+
+
+@dataclass(frozen=True)
+class Storing(CachePolicy):
+    stored: list[Any] = field(default_factory=list)
+
+    def store(self, state: Any, scope: RunScope) -> bool:
+        self.stored.append((state, scope.ended))
+        return True
+
+
+async def test_the_store_gets_the_runs_output_once_and_only_after_a_normal_end(
+    telemetry: Telemetry, exporter: Any
+) -> None:
+    policy = Storing()
+    app = build_observed_graph(
+        _answering_graph(), ops=Ops(guard=GuardPolicy(), cache=policy, telemetry=telemetry)
+    )
+    out = await app.ainvoke({"question": "q"}, as_user("ann"))
+    ((state, ended),) = policy.stored
+    assert ended == "ok" and state["answer"] == out["answer"] == "from the graph"
+    (store,) = [s for s in exporter.get_finished_spans() if s.name == "cache_store"]
+    assert store.attributes is not None and store.attributes["graphops.cache.stored"] is True
+    # a refused run, and a run that fails, store nothing
+    await app.ainvoke({"question": " "}, as_user("ann"))
+    failing = StateGraph(State)
+    failing.add_node("boom", lambda s: (_ for _ in ()).throw(ValueError("boom")))
+    failing.add_edge(START, "boom")
+    failing.add_edge("boom", END)
+    broken = build_observed_graph(failing, ops=Ops(guard=GuardPolicy(), cache=policy))
+    with pytest.raises(ValueError, match="boom"):
+        await broken.ainvoke({"question": "q"})
+    assert len(policy.stored) == 1
