@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from graphops.corpus import CorpusRetriever, ingest
 from graphops.models import HashEmbeddings
@@ -95,3 +98,19 @@ def rag_replies(messages: list[Any]) -> str:
     if system.startswith("Say whether"):
         return '{"relevant": "yes"}'
     return "Cached answers are keyed by tenant and corpus version [1]."
+
+
+class Stuck(SpanExporter):
+    """An exporter whose backend hangs until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.exported = 0
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        self.release.wait(30)
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()

@@ -28,10 +28,8 @@ private LangGraph shape used here goes through :mod:`graphops._compat.langgraph`
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from functools import partial
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, cast, get_type_hints
-from uuid import UUID
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END, START, StateGraph
@@ -143,69 +141,54 @@ def _node_spec(spec: Any, options: NodeOps | None) -> Any:
     return compat.copy_spec(spec, **changes)
 
 
-def _ends(result: Any) -> bool:
-    return END in result if isinstance(result, list | tuple) else result == END
-
-
-def _to_tail(result: Any, config: RunnableConfig) -> Any:
-    """A router's result with END replaced by the tail, in a run the head did not start."""
-    if not _ends(result) or not needs_tail(config):
-        return result
-    if isinstance(result, list | tuple):
-        return [TAIL_NODE if t == END else t for t in result]
-    return TAIL_NODE
-
-
-def _redirected(path: Runnable[Any, Any]) -> Runnable[Any, Any]:
-    """A router without a path map whose END leads to the tail when the run needs it.
+def _rerouted(
+    path: Runnable[Any, Any], reroute: Callable[[Any, RunnableConfig], Any]
+) -> Runnable[Any, Any]:
+    """The router ``path``, its result passed through ``reroute(result, config)``.
 
     The wrapper is untraced: the user's router still runs as its own run, so its
     span event shows the router's own choice.
     """
 
     def route(state: Any, config: RunnableConfig) -> Any:
-        return _to_tail(path.invoke(state, config), config)
+        return reroute(path.invoke(state, config), config)
 
     async def aroute(state: Any, config: RunnableConfig) -> Any:
-        return _to_tail(await path.ainvoke(state, config), config)
+        return reroute(await path.ainvoke(state, config), config)
 
     return compat.plain_node(getattr(path, "name", None) or "route", route, aroute)
 
 
-def _mapped_to_tail(path: Runnable[Any, Any], ending: frozenset[Hashable]) -> Runnable[Any, Any]:
-    """A router with a path map whose keys leading to END lead to the tail when needed."""
+def _ending_to_tail(ending: Collection[Hashable]) -> Callable[[Any, RunnableConfig], Any]:
+    """A router's results with each of ``ending`` replaced by the tail, when the run needs it.
 
-    def keyed(result: Any, config: RunnableConfig) -> Any:
+    ``ending`` is END for a router without a path map, else the path-map keys that
+    lead to END. Names, ``Send`` objects and lists of them are all routing results.
+    """
+
+    def reroute(result: Any, config: RunnableConfig) -> Any:
         results = result if isinstance(result, list | tuple) else [result]
         if not any(not isinstance(r, Send) and r in ending for r in results):
             return result
         if not needs_tail(config):
             return result
-        mapped = [r if isinstance(r, Send) or r not in ending else _TAIL_KEY for r in results]
+        mapped = [r if isinstance(r, Send) or r not in ending else TAIL_NODE for r in results]
         return mapped if isinstance(result, list | tuple) else mapped[0]
 
-    def route(state: Any, config: RunnableConfig) -> Any:
-        return keyed(path.invoke(state, config), config)
-
-    async def aroute(state: Any, config: RunnableConfig) -> Any:
-        return keyed(await path.ainvoke(state, config), config)
-
-    return compat.plain_node(getattr(path, "name", None) or "route", route, aroute)
-
-
-_TAIL_KEY = TAIL_NODE  # the path-map key graphops adds for the tail
+    return reroute
 
 
 def _branch_to_tail(spec: compat.BranchSpec, tail: bool) -> compat.BranchSpec:
+    """A user's conditional edge whose END leads to the tail in a run the head did not start."""
     if not tail:
         return spec
     if spec.ends is None:
-        return compat.branch(_redirected(spec.path), None, spec.input_schema)
+        return compat.branch(_rerouted(spec.path, _ending_to_tail({END})), None, spec.input_schema)
     ending = frozenset(key for key, target in spec.ends.items() if target == END)
     if not ending:
         return spec
-    ends: dict[Hashable, str] = {**spec.ends, _TAIL_KEY: TAIL_NODE}
-    return compat.branch(_mapped_to_tail(spec.path, ending), ends, spec.input_schema)
+    ends: dict[Hashable, str] = {**spec.ends, TAIL_NODE: TAIL_NODE}  # the tail's own key
+    return compat.branch(_rerouted(spec.path, _ending_to_tail(ending)), ends, spec.input_schema)
 
 
 def _tail_if_needed() -> compat.BranchSpec:
@@ -404,7 +387,7 @@ def build_observed_graph(
             ScopeHandler(
                 graph_name,
                 trace_of=handler.trace_of if handler is not None else None,
-                on_open=(_at_close(at_close, metrics, handler),) if at_close else (),
+                on_close=(_at_close(at_close, metrics, handler),) if at_close else (),
             )
         )
     if telemetry is not None:
@@ -413,21 +396,14 @@ def build_observed_graph(
 
 
 def _at_close(
-    steps: Sequence[Step], metrics: Metrics | None, handler: TelemetryHandler | None
+    steps: Sequence[Step], metrics: Metrics | None, telemetry: TelemetryHandler | None
 ) -> Callable[[RunScope], None]:
-    """The hook that has every scope run ``steps`` as it closes, each with its span."""
+    """The close hook that runs ``steps`` on every scope, each with its span."""
 
-    def hook(scope: RunScope) -> None:
-        def close(scope: RunScope) -> None:
-            span_of = None
-            if handler is not None:
-                run_id = UUID(scope.run_id)
-                span_of = partial(handler.closing_step, run_id)
-            run_at_close(steps, scope, metrics, span_of)
+    def close(scope: RunScope) -> None:
+        run_at_close(steps, scope, metrics, telemetry)
 
-        scope.on_close(close)
-
-    return hook
+    return close
 
 
 def _telemetry(ops: Ops) -> Any:

@@ -3,36 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from langgraph.graph import END, START, StateGraph
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 from typing_extensions import TypedDict
 
 from graphops.builder import build_observed_graph
 from graphops.observe import Metrics, Telemetry
 from graphops.policies import Ops
-
-
-class Stuck(SpanExporter):
-    """An exporter whose backend hangs until released."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.exported = 0
-
-    def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        self.release.wait(30)
-        self.exported += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        self.release.set()
+from tests.conftest import Stuck
 
 
 def test_a_full_export_queue_drops_and_counts_instead_of_blocking() -> None:

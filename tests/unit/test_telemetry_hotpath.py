@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -11,7 +9,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry
@@ -23,6 +21,7 @@ from graphops.observe.handler import node_span, step_span
 from graphops.observe.spans import LightSpan
 from graphops.observe.tracing import make_tracer_provider
 from graphops.policies import Ops
+from tests.conftest import Stuck
 
 
 class S(TypedDict, total=False):
@@ -162,22 +161,8 @@ def test_a_run_inside_an_active_span_joins_its_trace(telemetry: Telemetry, expor
     assert {s.context.trace_id for s in spans} == {outer.get_span_context().trace_id}
 
 
-class _Stuck(SpanExporter):
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.exported = 0
-
-    def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        self.release.wait(30)
-        self.exported += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        self.release.set()
-
-
 def test_a_full_queue_still_drops_and_counts_light_spans() -> None:
-    stuck = _Stuck()
+    stuck = Stuck()
     metrics = Metrics(CollectorRegistry())
     telemetry = Telemetry(exporters=[stuck], metrics=metrics, max_queue_size=16)
     app = _graph(telemetry, lambda s: {"n": 1})

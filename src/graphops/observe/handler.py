@@ -433,6 +433,18 @@ def step_span(config: RunnableConfig, name: str) -> AbstractContextManager[Span]
     return handler.step(run_id, name)
 
 
+def closing_step_span(
+    handler: TelemetryHandler | None, run_id: str, name: str
+) -> AbstractContextManager[Span]:
+    """The span of step ``name``, run as the scope of run ``run_id`` closes.
+
+    A no-op span when telemetry is off (``handler`` None) or the run has no span.
+    """
+    if handler is None:
+        return _NO_STEP
+    return handler.closing_step(UUID(run_id), name)
+
+
 def node_span(config: RunnableConfig) -> Span:
     """The span of the node running with ``config``; a no-op span when telemetry is off.
 

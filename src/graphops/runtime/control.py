@@ -44,8 +44,8 @@ class ScopeHandler(BaseCallbackHandler):
     """Opens a :class:`RunScope` when a run of the graph starts, closes it when it ends.
 
     ``graph`` names the graph; ``trace_of(run_id)`` (the telemetry handler's) gives
-    the run's trace id; ``on_open(scope)`` hooks run when a scope opens (after its
-    identity is known), in the order given.
+    the run's trace id; ``on_close(scope)`` hooks run when each scope closes, in the
+    order given and before any hook a node registers on the scope.
     """
 
     run_inline = True
@@ -56,11 +56,11 @@ class ScopeHandler(BaseCallbackHandler):
         graph: str,
         *,
         trace_of: Callable[[UUID], str | None] | None = None,
-        on_open: tuple[Callable[[RunScope], None], ...] = (),
+        on_close: tuple[Callable[[RunScope], object], ...] = (),
     ) -> None:
         self.graph = graph
         self._trace_of = trace_of
-        self._on_open = on_open
+        self._on_close = on_close
         self._scopes: dict[UUID, RunScope] = {}  # root run → its scope
         self._root_of: dict[UUID, UUID] = {}  # every open child run → its root run
         self._interrupted: set[UUID] = set()  # roots in which a node called interrupt()
@@ -102,8 +102,8 @@ class ScopeHandler(BaseCallbackHandler):
         if trace_of is not None:
             scope.trace_of = lambda: trace_of(run_id)
         self._scopes[run_id] = scope
-        for hook in self._on_open:
-            hook(scope)
+        for hook in self._on_close:
+            scope.on_close(hook)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         if self._root_of.pop(run_id, None) is not None:

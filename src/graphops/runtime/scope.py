@@ -108,10 +108,6 @@ class RunScope:
             self._trace_id = self.trace_of()
         return self._trace_id
 
-    @trace_id.setter
-    def trace_id(self, value: str | None) -> None:
-        self._trace_id = value
-
     @property
     def closed(self) -> bool:
         """Whether the run has ended and its close hooks have run."""

@@ -11,21 +11,21 @@ hand-built graph.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.runnables import RunnableConfig
-from opentelemetry.trace import INVALID_SPAN, Span
+from opentelemetry.trace import Span
 
 from graphops.observe import semconv as sc
 from graphops.observe.genai import route_targets
-from graphops.observe.handler import step_span
+from graphops.observe.handler import closing_step_span, step_span
 from graphops.runtime import Identity, RunScope, run_scope
 from graphops.steps.channel import OPS_KEY, RunRecord
 from graphops.steps.names import HEAD_NODE
 
 if TYPE_CHECKING:
+    from graphops.observe.handler import TelemetryHandler
     from graphops.observe.metrics import Metrics
 
 __all__ = [
@@ -36,12 +36,11 @@ __all__ = [
     "run_at_close",
     "run_steps",
     "scope_for",
+    "with_record",
 ]
 
 Stop = Literal["refused", "answered"]
 """Why a step ends the run: refused, or answered from the cache (both to END)."""
-
-_UNREPORTED: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +100,9 @@ def run_steps(
     never loses an earlier one. ``route(stop)`` decides where the run goes after
     the last step that ran, recorded on that step's span as a routing event.
     """
-    scope = scope_for(config)
+    scope = with_record(scope_for(config))
     update: dict[str, Any] = {}
     goto: Any = None
-    if "run" not in scope.outcomes:
-        scope.outcomes["run"] = record_of(scope)
     for index, step in enumerate(steps):
         with step_span(config, step.name) as span:
             result = _run(step, state, scope, span, metrics, update)
@@ -122,17 +119,24 @@ def run_at_close(
     steps: Sequence[Step],
     scope: RunScope,
     metrics: Metrics | None,
-    span_of: Callable[[str], AbstractContextManager[Span]] | None,
+    telemetry: TelemetryHandler | None,
 ) -> None:
     """Run ``steps`` on the run's output as its scope closes, each in its own span.
 
-    ``span_of(name)`` opens a step's span under the run (telemetry's
-    ``closing_step``); without it the steps run unreported. The outcomes stay in
-    the scope: the run's output has been returned by then.
+    The spans go under the run's span (``telemetry`` is the telemetry handler;
+    None: the steps run unreported). The outcomes stay in the scope: the run's
+    output has been returned by then.
     """
     for step in steps:
-        with span_of(step.name) if span_of is not None else _UNREPORTED as span:
+        with closing_step_span(telemetry, scope.run_id, step.name) as span:
             _run(step, scope.output, scope, span, metrics, {})
+
+
+def with_record(scope: RunScope) -> RunScope:
+    """``scope``, with the run's record among its outcomes (written once per run)."""
+    if "run" not in scope.outcomes:
+        scope.outcomes["run"] = record_of(scope)
+    return scope
 
 
 async def arun_steps(
@@ -143,11 +147,9 @@ async def arun_steps(
     route: Callable[[Stop | None], Awaitable[Any]],
 ) -> tuple[dict[str, Any], Any]:
     """:func:`run_steps` whose ``route`` is async (it may call your async START router)."""
-    scope = scope_for(config)
+    scope = with_record(scope_for(config))
     update: dict[str, Any] = {}
     goto: Any = None
-    if "run" not in scope.outcomes:
-        scope.outcomes["run"] = record_of(scope)
     for index, step in enumerate(steps):
         with step_span(config, step.name) as span:
             result = _run(step, state, scope, span, metrics, update)

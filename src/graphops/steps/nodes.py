@@ -26,7 +26,7 @@ from langgraph.types import Command
 
 from graphops._compat.langgraph import plain_node
 from graphops.runtime import run_scope
-from graphops.steps.base import Step, Stop, arun_steps, record_of, run_steps, scope_for
+from graphops.steps.base import Step, Stop, arun_steps, run_steps, scope_for, with_record
 from graphops.steps.channel import OPS_KEY
 from graphops.steps.names import HEAD_NODE, TAIL_NODE
 
@@ -69,9 +69,7 @@ def tail_node() -> Runnable[Any, Any]:
     """The tail: this run's record (and its outcomes so far) into the ops channel."""
 
     def tail(state: Any, config: RunnableConfig) -> dict[str, Any]:
-        scope = scope_for(config)
-        scope.outcomes.setdefault("run", record_of(scope))
-        return {OPS_KEY: dict(scope.outcomes)}
+        return {OPS_KEY: dict(with_record(scope_for(config)).outcomes)}
 
     return plain_node(TAIL_NODE, tail)
 
