@@ -52,7 +52,6 @@ from graphops.errors import InvalidInputError
 from graphops.policies import CachePolicy, GuardPolicy, Ops
 from graphops.prompts import PromptSource, aprompt
 from graphops.settings import Settings
-from graphops.validation import validate_question
 
 __all__ = [
     "RagDeps",
@@ -125,7 +124,6 @@ class RagDeps:
     prompts: PromptSource
     top_k: int = 4
     max_rewrites: int = 1
-    max_question_chars: int = 4000
 
     @classmethod
     def from_settings(
@@ -151,7 +149,6 @@ class RagDeps:
             ),
             top_k=settings.top_k,
             max_rewrites=settings.max_rewrites,
-            max_question_chars=settings.max_question_chars,
         )
 
 
@@ -187,18 +184,33 @@ def default_deps() -> RagDeps:
     return RagDeps.from_settings(load_settings())
 
 
-def _question(state: RagState, limit: int) -> tuple[str, list[AnyMessage]]:
-    """This turn's question, and the message to add to the conversation if it is new."""
+def _question(state: RagState) -> tuple[str, list[AnyMessage]]:
+    """This turn's question, and the message to add to the conversation if it is new.
+
+    What a question may be (its length, its characters) is the guard's to check
+    (``GuardPolicy``); here only that there is one.
+    """
     messages = state.get("messages") or []
     last = messages[-1] if messages else None
-    if isinstance(last, HumanMessage):
-        return validate_question(last.text, limit), []
-    if state.get("question"):
-        question = validate_question(state["question"], limit)
+    if isinstance(last, HumanMessage) and last.text.strip():
+        return last.text.strip(), []
+    if isinstance(state.get("question"), str) and state["question"].strip():
+        question = state["question"].strip()
         return question, [HumanMessage(question)]
     raise InvalidInputError(
         "no question: pass {'question': ...} or end 'messages' with a user message"
     )
+
+
+def token_ceiling(settings: Settings) -> int:
+    """Tokens one run may use at most: its most LLM calls, each within the context size.
+
+    The route, a grade per document of each retrieval, the rewrites and the
+    answer: what a token quota reserves per run so that concurrent runs never
+    take it past its limit (``token_estimate`` in a limits file overrides it).
+    """
+    calls = 1 + (settings.max_rewrites + 1) * settings.top_k + settings.max_rewrites + 1
+    return calls * settings.n_ctx
 
 
 def _context(docs: list[RetrievedDoc]) -> str:
@@ -218,7 +230,7 @@ def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagSt
 
     async def generate_query_or_respond(state: RagState) -> dict[str, Any]:
         d = await lazy.aget()
-        question, new_messages = _question(state, d.max_question_chars)
+        question, new_messages = _question(state)
         turn: dict[str, Any] = {
             "question": question,
             "query": question,

@@ -15,7 +15,8 @@ GraphopsError
     ├── ModelError            a chat or embedding model could not be loaded or called
     ├── IngestError           a source could not be read, fetched or decoded
     ├── CorpusIndexError      the vector index is missing, corrupt or built by another model
-    └── StorageError          graphops' database is locked by another process, damaged or unusable
+    ├── StorageError          graphops' database is locked by another process, damaged or unusable
+    └── RefusedError          the guard refused the run (with GuardPolicy(on_refusal="raise"))
 ```
 
 The CLI turns any of these into one line on stderr and a non-zero exit code;
@@ -24,6 +25,9 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "ConfigurationError",
     "CorpusIndexError",
@@ -31,6 +35,7 @@ __all__ = [
     "IngestError",
     "InvalidInputError",
     "ModelError",
+    "RefusedError",
     "RunError",
     "StorageError",
     "UserError",
@@ -71,3 +76,19 @@ class CorpusIndexError(RunError):
 
 class StorageError(RunError):
     """graphops' database is locked by another process, damaged, or cannot be opened."""
+
+
+class RefusedError(RunError):
+    """The guard refused the run: a limit, a quota, a bad input or an unanswering store.
+
+    Raised only when the policy asks for it (``GuardPolicy(on_refusal="raise")``);
+    by default a refusal ends the run cleanly with the same facts in the ops
+    channel. ``outcome`` is the guard's outcome: ``reason``, ``message``,
+    ``retry_after_s`` (None: retrying the same run will not help) and ``limit``.
+    """
+
+    def __init__(self, outcome: Mapping[str, Any]) -> None:
+        super().__init__(str(outcome.get("message") or outcome.get("reason")))
+        self.outcome = dict(outcome)
+        self.reason: str | None = outcome.get("reason")
+        self.retry_after_s: float | None = outcome.get("retry_after_s")

@@ -4,16 +4,24 @@ Policies are small immutable value objects, in the manner of tenacity's strategi
 and httpx's ``Timeout``; the code that applies them lives in :mod:`graphops.steps`
 and :mod:`graphops.builder`. A step whose policy is ``None`` is off and inserts
 nothing: no node, no wrapper, no cost. Only what works is here: the time budget,
-failover, rate limits and the cache tiers arrive with their own issues.
+failover and the cache tiers arrive with their own issues.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from langgraph.types import RetryPolicy
+
+from graphops.errors import ConfigurationError
+from graphops.limits.limiter import Limiter
+from graphops.limits.memory import MemoryLimitStore
+from graphops.limits.policy import RequestLimit, TokenQuota
+from graphops.limits.store import LimitStore
+from graphops.validation import input_problem
 
 if TYPE_CHECKING:
     from graphops.observe.telemetry import Telemetry
@@ -24,23 +32,93 @@ __all__ = ["CacheAnswer", "CachePolicy", "GuardPolicy", "NodeOps", "Ops"]
 
 @dataclass(frozen=True)
 class GuardPolicy:
-    """What the guard checks before the run's first node: today, the input question.
+    """What the guard checks before the run's first node.
 
-    A state whose ``question_key`` holds a question that is not text, is empty,
-    holds a NUL character or is longer than ``max_question_chars`` is refused
-    (reason ``invalid_input``) and the run ends without running a node. A state
-    without that key is not checked. Rate limits, quotas and bulkheads are not
-    built yet.
+    **Input.** The question (``question_key``, else the text of the last user
+    message under ``messages_key``) must be text, not empty, at most
+    ``max_input_bytes`` bytes in UTF-8 and free of control characters; else the
+    run is refused with reason ``invalid_input``. A state with neither key is not
+    checked.
+
+    **Limits.** ``requests`` (:class:`~graphops.limits.RequestLimit`) count runs
+    per user, tenant, IP or API key; ``quotas`` (:class:`~graphops.limits.TokenQuota`)
+    reserve ``token_estimate`` tokens plus the question's bytes (an upper bound
+    of its tokens) per run and settle with the tokens really used as the run
+    closes. All of a run's limits are decided in one step of ``store`` (memory
+    by default, this policy's own; a
+    :class:`~graphops.limits.redis.RedisLimitStore` shares them between
+    processes). ``clock`` gives epoch seconds (inject one in tests).
+
+    **Refusals** end the run cleanly (``on_refusal="end"``) with
+    ``{outcome: refused, reason, message, retry_after_s, limit}`` in the ops
+    channel, or raise :class:`~graphops.errors.RefusedError` (``"raise"``).
     """
 
-    max_question_chars: int = 4000
+    max_input_bytes: int = 8192
     question_key: str = "question"
+    messages_key: str | None = "messages"
+    requests: tuple[RequestLimit, ...] = ()
+    quotas: tuple[TokenQuota, ...] = ()
+    token_estimate: int = 4096
+    on_refusal: Literal["end", "raise"] = "end"
+    store: LimitStore | None = field(default=None, compare=False)
+    clock: Callable[[], float] = field(default=time.time, compare=False)
+    key_prefix: str = "graphops:"
+    _limiter: Limiter | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.max_question_chars < 1:
-            raise ValueError("GuardPolicy.max_question_chars must be at least 1")
-        if not self.question_key:
-            raise ValueError("GuardPolicy.question_key must name a state key")
+        _whole("max_input_bytes", self.max_input_bytes, 1)
+        _whole("token_estimate", self.token_estimate, 0)
+        if not isinstance(self.question_key, str) or not self.question_key:
+            raise ConfigurationError("GuardPolicy.question_key must name a state key")
+        if self.messages_key is not None and not (
+            isinstance(self.messages_key, str) and self.messages_key
+        ):
+            raise ConfigurationError("GuardPolicy.messages_key must name a state key, or be None")
+        if self.on_refusal not in ("end", "raise"):
+            raise ConfigurationError(
+                f"GuardPolicy.on_refusal is {self.on_refusal!r}: use 'end' or 'raise'"
+            )
+        for name, items, kind in (
+            ("requests", self.requests, RequestLimit),
+            ("quotas", self.quotas, TokenQuota),
+        ):
+            if not isinstance(items, tuple | list) or not all(isinstance(i, kind) for i in items):
+                raise ConfigurationError(
+                    f"GuardPolicy.{name} takes a tuple of {kind.__name__}, not {items!r}"
+                )
+            object.__setattr__(self, name, tuple(items))
+        if self.store is not None and not isinstance(self.store, LimitStore):
+            raise ConfigurationError(
+                f"GuardPolicy.store takes a LimitStore, not {type(self.store).__name__}"
+            )
+        if self.requests or self.quotas:
+            store = self.store if self.store is not None else MemoryLimitStore()
+            limiter = Limiter(
+                self.requests, self.quotas, store=store, clock=self.clock, prefix=self.key_prefix
+            )
+            object.__setattr__(self, "store", store)
+            object.__setattr__(self, "_limiter", limiter)
+
+    def input_problem(self, question: object) -> str | None:
+        """Why ``question`` would be refused (None when it would not): the guard's own check."""
+        return input_problem(question, self.max_input_bytes)
+
+    @property
+    def limiter(self) -> Limiter | None:
+        """The limiter over this policy's limits and store (one per policy); None without limits.
+
+        Every graph built with this policy counts in it; ``await policy.limiter.drain()``
+        waits for settlements still in flight (before an event loop ends, say).
+        """
+        return self._limiter
+
+
+def _whole(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigurationError(
+            f"GuardPolicy.{name} is {value!r}: give a whole number, at least {least}"
+        )
 
 
 @dataclass(frozen=True)

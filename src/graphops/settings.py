@@ -65,7 +65,20 @@ class Settings(BaseSettings):
     max_rewrites: int = Field(1, ge=0, le=5)
     chunk_size: int = Field(900, ge=100, le=20000, description="Characters per chunk.")
     chunk_overlap: int = Field(150, ge=0, le=5000)
-    max_question_chars: int = Field(4000, ge=1, le=1_000_000)
+
+    # the guard
+    max_input_bytes: int = Field(
+        8192, ge=1, le=10_000_000, description="Longest question accepted, in UTF-8 bytes."
+    )
+    limits_file: Path | None = Field(
+        None, description="YAML file of request limits and token quotas (docs/limits.md)."
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db: count limits there, shared by processes."
+    )
+    limits_timeout: float = Field(
+        0.05, gt=0, le=10, description="Seconds one admission may wait for Redis."
+    )
 
     # ingestion over HTTP
     http_connect_timeout: float = Field(10.0, gt=0)

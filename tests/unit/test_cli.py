@@ -31,7 +31,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     [
         (("ask", ""), "the question is empty"),
         (("ask", "   \n "), "the question is empty"),
-        (("ask", "x" * 100_000), "100000 characters long; the limit is 4000"),
+        (("ask", "x" * 100_000), "100000 bytes long in UTF-8; the limit is 8192"),
+        (("ask", "what\x1b[2J?"), "contains a control character (U+001B)"),
         (("ingest", "/no/such/folder"), "no such file or folder"),
         (("ingest", "ftp://host/file.md"), "only http:// and https://"),
         (("frobnicate",), "invalid choice"),

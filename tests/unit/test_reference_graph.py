@@ -6,14 +6,17 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
+from graphops.builder import build_observed_graph
 from graphops.corpus import CorpusRetriever
 from graphops.errors import InvalidInputError
 from graphops.models import ScriptedChatModel
+from graphops.policies import GuardPolicy, Ops
 from graphops.prompts import PromptLibrary
 from graphs.agentic_rag import RagDeps, build_agentic_rag
 
@@ -130,20 +133,29 @@ async def test_grader_provider_errors_propagate(retriever: CorpusRetriever) -> N
         await app.ainvoke({"question": "cache keys"}, CONFIG)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(
-    ("payload", "fragment"),
-    [
-        ({"question": "   "}, "empty"),
-        ({"question": "x" * 5000}, "limit is 4000"),
-        ({}, "no question"),
-    ],
-)
-async def test_bad_questions_fail_clearly(
-    retriever: CorpusRetriever, payload: dict[str, str], fragment: str
+@pytest.mark.parametrize("payload", [{"question": "   "}, {}, {"messages": []}])
+async def test_a_run_without_a_question_fails_clearly(
+    retriever: CorpusRetriever, payload: dict[str, Any]
 ) -> None:
     app = make_graph(scripted(), retriever)
-    with pytest.raises(InvalidInputError, match=fragment):
+    with pytest.raises(InvalidInputError, match="no question"):
         await app.ainvoke(payload, CONFIG)  # type: ignore[attr-defined]
+
+
+async def test_the_guard_alone_holds_the_length_limit(retriever: CorpusRetriever) -> None:
+    """The plain graph keeps no copy of the limit; observed, the guard refuses before any node."""
+    long = "What is a tenant? " * 500  # 9000 bytes, over the guard's 8 kB default
+    plain = make_graph(scripted(), retriever)
+    assert (await plain.ainvoke({"question": long}, CONFIG))["answer"]  # type: ignore[attr-defined]
+    deps = RagDeps(chat=scripted(), retriever=retriever, prompts=PromptLibrary(ROOT / "prompts"))
+    observed = build_observed_graph(
+        build_agentic_rag(deps), ops=Ops(guard=GuardPolicy(), telemetry=None)
+    )
+    out = await observed.ainvoke({"question": long})
+    guard = out["graphops"]["guard"]
+    assert guard["outcome"] == "refused" and guard["reason"] == "invalid_input"
+    assert guard["message"].startswith("the question is 9000 bytes long in UTF-8")
+    assert "answer" not in out
 
 
 async def test_conversation_turns_reset_per_turn_fields(retriever: CorpusRetriever) -> None:

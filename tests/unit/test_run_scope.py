@@ -346,12 +346,12 @@ def _answering_graph() -> StateGraph[State]:
 async def test_a_refused_run_ends_before_any_node(telemetry: Telemetry, exporter: Any) -> None:
     app = build_observed_graph(
         _answering_graph(),
-        ops=Ops(guard=GuardPolicy(max_question_chars=5), cache=CachePolicy(), telemetry=telemetry),
+        ops=Ops(guard=GuardPolicy(max_input_bytes=5), cache=CachePolicy(), telemetry=telemetry),
     )
     out = await app.ainvoke({"question": "far too long"}, as_user("ann"))
     guard = out["graphops"]["guard"]
     assert guard["outcome"] == "refused" and guard["reason"] == "invalid_input"
-    assert guard["message"].startswith("the question is 12 characters long")
+    assert guard["message"].startswith("the question is 12 bytes long")
     assert "answer" not in out and "cache" not in out["graphops"]  # nothing else ran
     names = [s.name for s in exporter.get_finished_spans()]
     assert "guard" in names and not set(names) & {"answer", "cache_lookup", "graphops_tail"}
@@ -360,7 +360,10 @@ async def test_a_refused_run_ends_before_any_node(telemetry: Telemetry, exporter
     assert store.attributes["graphops.cache.store_skipped"] == "refused"
     assert names.count("settle") == 1  # a refused run is settled as it closes
     (guard_span,) = [s for s in exporter.get_finished_spans() if s.name == "guard"]
-    (route,) = guard_span.events  # the head's decision, where a conditional edge records one
+    refusal, route = guard_span.events  # the refusal, then the head's routing decision
+    assert refusal.name == "graphops.guard.refused"
+    assert refusal.attributes is not None
+    assert refusal.attributes["graphops.guard.reason"] == "invalid_input"
     assert route.attributes is not None and list(route.attributes["graphops.route.to"]) == [END]
 
 
@@ -482,7 +485,7 @@ async def test_a_hand_built_graph_uses_a_step_alone() -> None:
         answer: str
 
     graph = StateGraph(Hand)
-    graph.add_node("guard", step_node(guard_step(GuardPolicy(max_question_chars=8))))
+    graph.add_node("guard", step_node(guard_step(GuardPolicy(max_input_bytes=8))))
     graph.add_node("answer", lambda s: {"answer": "yes"})
     graph.add_edge(START, "guard")
     graph.add_conditional_edges("guard", lambda s: END if refused(s) else "answer")

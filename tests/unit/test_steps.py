@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
+from graphops.errors import ConfigurationError
 from graphops.observe import Metrics
 from graphops.policies import CacheAnswer, CachePolicy, GuardPolicy
 from graphops.runtime import Identity, RunScope
@@ -37,25 +40,39 @@ class Question(BaseModel):
         ({"question": "What are the cache keys?"}, "allowed", None),
         ({}, "allowed", None),  # nothing to check
         (Question(question="as a pydantic state"), "allowed", None),
+        ({"question": "tab\tand\nbreaks\r\n: text"}, "allowed", None),
+        ({"question": "x" * 30}, "allowed", None),  # exactly the limit
         ({"question": "   "}, "refused", "the question is empty"),
-        ({"question": "x" * 31}, "refused", "the question is 31 characters long; the limit is 30"),
-        ({"question": "a\x00b"}, "refused", "the question contains a NUL character"),
-        ({"question": 42}, "refused", "the 'question' input is int, not text"),
+        ({"question": "x" * 31}, "refused", "the question is 31 bytes long in UTF-8; the limit"),
+        # 16 characters, 32 bytes: the limit counts bytes
+        ({"question": "é" * 16}, "refused", "the question is 32 bytes long in UTF-8; the limit"),
+        ({"question": "a\x00b"}, "refused", "the question contains a control character (U+0000)"),
+        ({"question": "\x1b[2J"}, "refused", "the question contains a control character (U+001B)"),
+        ({"question": "a\x85b"}, "refused", "the question contains a control character (U+0085)"),
+        ({"question": 42}, "refused", "the question is int, not text"),
+        ({"question": b"bytes"}, "refused", "the question is bytes, not text"),
         (Question(question=""), "refused", "the question is empty"),
+        # the messages form: the last user message is the question
+        ({"messages": [HumanMessage("What is a tenant?")]}, "allowed", None),
+        ({"messages": [HumanMessage("  ")]}, "refused", "the question is empty"),
+        ({"messages": [HumanMessage("y" * 31)]}, "refused", "the question is 31 bytes long"),
+        ({"messages": [AIMessage("an answer, not checked" * 9)]}, "allowed", None),
     ],
 )
 def test_the_guard_validates_the_question(state: Any, outcome: str, message: str | None) -> None:
-    step = guard_step(GuardPolicy(max_question_chars=30))
+    step = guard_step(GuardPolicy(max_input_bytes=30))
     run = scope()
     result = step.run(state, run)
     assert result.outcome["outcome"] == outcome
-    assert result.attributes == {"graphops.guard.outcome": outcome}
+    assert result.attributes["graphops.guard.outcome"] == outcome
     assert run.admission == result.outcome
     if message is None:
         assert result.stop is None and result.outcome["reason"] is None
     else:
         assert result.stop == "refused"
         assert result.outcome["reason"] == "invalid_input"
+        assert result.outcome["retry_after_s"] is None  # the same input will never pass
+        assert result.attributes["graphops.guard.reason"] == "invalid_input"
         assert str(result.outcome["message"]).startswith(message)
     metrics = Metrics(CollectorRegistry())
     assert step.count is not None
@@ -64,11 +81,23 @@ def test_the_guard_validates_the_question(state: Any, outcome: str, message: str
     assert metrics.guard_decisions.labels(outcome, reason)._value.get() == 1
 
 
-def test_policies_refuse_bad_values() -> None:
-    with pytest.raises(ValueError, match="max_question_chars"):
-        GuardPolicy(max_question_chars=0)
-    with pytest.raises(ValueError, match="question_key"):
-        GuardPolicy(question_key="")
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"max_input_bytes": 0}, "GuardPolicy.max_input_bytes is 0"),
+        ({"max_input_bytes": "8k"}, "GuardPolicy.max_input_bytes is '8k'"),
+        ({"token_estimate": -1}, "GuardPolicy.token_estimate is -1"),
+        ({"question_key": ""}, "question_key"),
+        ({"messages_key": ""}, "messages_key"),
+        ({"on_refusal": "explode"}, "GuardPolicy.on_refusal is 'explode'"),
+        ({"requests": ("10/minute",)}, "GuardPolicy.requests takes a tuple of RequestLimit"),
+        ({"quotas": (100,)}, "GuardPolicy.quotas takes a tuple of TokenQuota"),
+        ({"store": "redis://"}, "GuardPolicy.store takes a LimitStore, not str"),
+    ],
+)
+def test_policies_refuse_bad_values(options: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(fragment)):
+        GuardPolicy(**options)
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,10 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from graphops.checkpoint.savers import open_checkpointer
-    from graphops.commands.reference import observed_reference
-    from graphops.validation import validate_question
+    from graphops.commands.reference import observed_reference, reference_guard
     from graphs.agentic_rag import RagDeps
+
+    guard = reference_guard(settings)
 
     if args.resume:
         if not args.thread or args.question is not None:
@@ -67,8 +68,11 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     else:
         if args.question is None:
             raise InvalidInputError("ask needs a question (or --thread ID --resume)")
-        question = validate_question(_read_question(args.question), settings.max_question_chars)
-        payload = {"question": question}
+        question = _read_question(args.question)
+        problem = guard.input_problem(question)  # the guard's own check, before any model loads
+        if problem is not None:
+            raise InvalidInputError(problem)
+        payload = {"question": question.strip()}
     url = settings.database  # RagDeps.from_settings checks its schema (creating the embedded one)
     update, close = progress("indexing " + ", ".join(settings.corpus) + " (first run)")
     try:
@@ -82,7 +86,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
     started = time.perf_counter()
     spans = InMemorySpanExporter()  # this run's spans, for the tree printed below
     async with open_checkpointer(url) as saver:
-        telemetry, app_on = observed_reference(settings, saver, spans)
+        telemetry, app_on = observed_reference(settings, saver, spans, guard)
         app = app_on(deps)
         if args.resume:
             interrupted = await app.aget_state(config)
@@ -100,7 +104,10 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
             state = dict((await app.aget_state(config)).values)
         else:
             state = dict(await app.ainvoke(payload, config))
+        if guard.limiter is not None:
+            await guard.limiter.drain()  # the quota's settlement, before the loop ends
         telemetry.shutdown()
+    _raise_if_refused(state)
     finished = spans.get_finished_spans()
     roots = build_tree(finished)
     trace_id = f"{finished[0].context.trace_id:032x}" if finished else None
@@ -129,6 +136,19 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         "trace_id": trace_id,
         "trace": render_tree(roots),
     }
+
+
+def _raise_if_refused(state: dict[str, Any]) -> None:
+    """A run the guard refused is an error of the command (2: bad input; 1: a limit)."""
+    from graphops.errors import RefusedError
+    from graphops.steps.channel import ops_of
+
+    guard = ops_of(state).get("guard") or {}
+    if guard.get("outcome") != "refused":
+        return
+    if guard.get("reason") == "invalid_input":
+        raise InvalidInputError(guard.get("message") or "the question was refused")
+    raise RefusedError(guard)
 
 
 def _refuse_other_graphs(url: str, thread: str) -> None:

@@ -4,32 +4,50 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphops.settings import Settings
 
-__all__ = ["REFERENCE_GRAPH", "observed_reference"]
+if TYPE_CHECKING:
+    from graphops.policies import GuardPolicy
+
+__all__ = ["REFERENCE_GRAPH", "observed_reference", "reference_guard"]
 
 REFERENCE_GRAPH = "agentic_rag"
 """The name the reference graph's runs carry (``gen_ai.agent.name``): what the CLI re-runs."""
 
 
+def reference_guard(settings: Settings) -> GuardPolicy:
+    """The guard the CLI runs the reference graph with: the settings' limits (docs/limits.md).
+
+    A token quota reserves the graph's per-run ceiling unless the limits file sets
+    ``token_estimate``.
+    """
+    from graphops.limits.config import guard_policy
+    from graphs.agentic_rag import token_ceiling
+
+    return guard_policy(settings, token_estimate=token_ceiling(settings))
+
+
 def observed_reference(
-    settings: Settings, saver: Any, spans: Any
+    settings: Settings, saver: Any, spans: Any, guard: GuardPolicy | None = None
 ) -> tuple[Any, Callable[[Any], Any]]:
     """The CLI's telemetry and a builder of the observed reference graph on given deps.
 
     Spans go to ``spans`` (the tree printed after a run), the span store, and the
     exporters ``GRAPHOPS_TRACES_EXPORTER`` names; embeddings are wrapped so their
-    calls are spans too (they fire no LangChain callbacks).
+    calls are spans too (they fire no LangChain callbacks). ``guard`` defaults to
+    :func:`reference_guard`.
     """
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     from graphops.builder import build_observed_graph
     from graphops.observe import Telemetry
     from graphops.observe.tracing import exporters_named
-    from graphops.policies import CachePolicy, GuardPolicy, Ops
+    from graphops.policies import CachePolicy, Ops
     from graphs.agentic_rag import RagDeps, build_agentic_rag
+
+    policy = guard if guard is not None else reference_guard(settings)
 
     telemetry = Telemetry(
         exporters=[
@@ -45,7 +63,7 @@ def observed_reference(
         retriever = deps.retriever.model_copy(update={"embeddings": embeddings})
         return build_observed_graph(
             build_agentic_rag(dataclasses.replace(deps, retriever=retriever)),
-            ops=Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry),
+            ops=Ops(guard=policy, cache=CachePolicy(), telemetry=telemetry),
             checkpointer=saver,
             name=REFERENCE_GRAPH,
         )

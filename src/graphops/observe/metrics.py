@@ -130,6 +130,18 @@ class Metrics:
         self.guard_decisions = Counter(
             "graphops_guard_decisions", "Guard outcomes.", ["outcome", "reason"], registry=r
         )
+        self.limiter_unavailable = Counter(
+            "graphops_limiter_unavailable",
+            "Admissions the limit store did not answer in time, by the fail mode applied.",
+            ["mode"],
+            registry=r,
+        )
+        self.quota_settled = Counter(
+            "graphops_quota_settled_tokens",
+            "Tokens charged (direction=charge) or refunded (direction=refund) at settlement.",
+            ["direction"],
+            registry=r,
+        )
 
 
 _default: Metrics | None = None

@@ -88,6 +88,7 @@ class RunScope:
     started: float = field(default_factory=time.monotonic)
     deadline: float | None = None  # time.monotonic() value; None: no deadline
     admission: Mapping[str, Any] | None = None  # what the guard decided for this run
+    admitted: Any = None  # the limiter's admission (its token reservations), settled at close
     usage: Usage = field(default_factory=Usage)
     outcomes: dict[str, Any] = field(default_factory=dict)  # this run's step outcomes
     ended: RunEnd | None = None

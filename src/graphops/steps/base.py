@@ -51,16 +51,23 @@ class StepResult:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     update: Mapping[str, Any] | None = None
     stop: Stop | None = None
+    events: tuple[tuple[str, Mapping[str, Any]], ...] = ()  # span events: (name, attributes)
+    error: BaseException | None = None  # raised once the outcome is recorded and counted
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """A named step: ``run(state, scope)``, and what its outcome counts in the metrics."""
+    """A named step: ``run(state, scope)``, and what its outcome counts in the metrics.
+
+    ``arun`` is its async twin, used in async runs when the step does I/O (the
+    guard asking Redis); without one, async runs call ``run``.
+    """
 
     name: str
     key: str  # where its outcome goes in the ops channel
     run: Callable[[Any, RunScope], StepResult]
     count: Callable[[StepResult, Metrics], None] | None = None
+    arun: Callable[[Any, RunScope], Awaitable[StepResult]] | None = None
 
 
 def record_of(scope: RunScope) -> RunRecord:
@@ -152,7 +159,10 @@ async def arun_steps(
     goto: Any = None
     for index, step in enumerate(steps):
         with step_span(config, step.name) as span:
-            result = _run(step, state, scope, span, metrics, update)
+            if step.arun is None:
+                result = _run(step, state, scope, span, metrics, update)
+            else:
+                result = _record(step, await step.arun(state, scope), scope, span, metrics, update)
             if result.stop is not None or index == len(steps) - 1:
                 goto = await route(result.stop)
                 _routed(span, step.name, goto)
@@ -170,14 +180,28 @@ def _run(
     metrics: Metrics | None,
     update: dict[str, Any],
 ) -> StepResult:
-    result = step.run(state, scope)
+    return _record(step, step.run(state, scope), scope, span, metrics, update)
+
+
+def _record(
+    step: Step,
+    result: StepResult,
+    scope: RunScope,
+    span: Span,
+    metrics: Metrics | None,
+    update: dict[str, Any],
+) -> StepResult:
     for key, value in result.attributes.items():
         span.set_attribute(key, value)
+    for name, attributes in result.events:
+        span.add_event(name, attributes)
     scope.outcomes[step.key] = dict(result.outcome)
     if metrics is not None and step.count is not None:
         step.count(result, metrics)
     if result.update:
         update.update(result.update)
+    if result.error is not None:
+        raise result.error
     return result
 
 

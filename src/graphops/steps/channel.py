@@ -24,6 +24,7 @@ __all__ = [
     "GuardOutcome",
     "OpsChannel",
     "OpsOutcomes",
+    "QuotaSettlement",
     "RunRecord",
     "Settlement",
     "StoreOutcome",
@@ -55,6 +56,8 @@ class GuardOutcome(TypedDict, total=False):
     reason: str | None
     message: str | None
     retry_after_s: float | None
+    limit: dict[str, Any] | None  # the limit that refused: kind, per, amount, window, remaining
+    unchecked: bool  # admitted although the limit store did not answer (fail-open)
 
 
 class CacheOutcome(TypedDict, total=False):
@@ -77,12 +80,20 @@ class StoreOutcome(TypedDict, total=False):
     reason: str | None
 
 
+class QuotaSettlement(TypedDict):
+    """Tokens reserved at admission and really used: the difference was refunded or charged."""
+
+    reserved: int
+    used: int
+
+
 class Settlement(TypedDict, total=False):
     """The run's usage, settled once (``scope.outcomes["settled"]``): LLM calls and tokens."""
 
     llm_calls: int
     input_tokens: int
     output_tokens: int
+    quota: QuotaSettlement
 
 
 class OpsOutcomes(TypedDict, total=False):

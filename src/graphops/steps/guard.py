@@ -1,28 +1,35 @@
 """The guard step: the first thing a run meets.
 
-Today it validates the input question (:class:`~graphops.policies.GuardPolicy`);
-a refusal ends the run cleanly, before any node of the user's runs, with the
-reason in the ops channel. Its decision is also the run's admission record
-(``scope.admission``) and is counted in ``graphops_guard_decisions_total``.
+It checks the input question (:meth:`GuardPolicy.input_problem`), then asks the
+limiter (:class:`~graphops.limits.Limiter`) to admit the run against every
+request limit and token quota that applies to it, in one decision. A refusal
+ends the run before any node of the user's runs: the reason, the retry-after
+and the limit are in the ops channel and on the step's span (an event), counted
+in ``graphops_guard_decisions_total{outcome,reason}`` and logged once. The
+decision is also the run's admission record (``scope.admission``); the
+limiter's own record (its reservations) waits in the scope for the settle step.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from graphops.errors import InvalidInputError
+from graphops.errors import RefusedError
+from graphops.limits.limiter import Admission, Limiter
 from graphops.observe import semconv as sc
 from graphops.policies import GuardPolicy
 from graphops.runtime import RunScope
 from graphops.steps.base import Step, StepResult
-from graphops.validation import validate_question
 
 if TYPE_CHECKING:
     from graphops.observe.metrics import Metrics
 
-__all__ = ["guard_step"]
+__all__ = ["guard_step", "question_of"]
 
+_log = logging.getLogger("graphops.guard")
 _MISSING = object()
 
 
@@ -32,42 +39,136 @@ def _field(state: Any, key: str) -> Any:
     return getattr(state, key, _MISSING)
 
 
-def guard_step(policy: GuardPolicy) -> Step:
-    """The guard as a step: allowed, or refused with ``invalid_input`` and why."""
+def question_of(state: Any, policy: GuardPolicy) -> Any:
+    """The run's question: ``question_key``, else the last user message's text (or _MISSING)."""
+    question = _field(state, policy.question_key)
+    if (question is _MISSING or question is None) and policy.messages_key is not None:
+        messages = _field(state, policy.messages_key)
+        if isinstance(messages, list | tuple) and messages:
+            last = messages[-1]
+            if getattr(last, "type", None) == "human":
+                return getattr(last, "text", last.content)
+        return _MISSING
+    return question
+
+
+def guard_step(policy: GuardPolicy, limiter: Limiter | None = None) -> Step:
+    """The guard as a step: allowed, or refused with a reason (see the module docstring).
+
+    ``limiter`` defaults to the policy's own (:attr:`GuardPolicy.limiter`); pass the
+    one the settle step settles with when you build both.
+    """
+    if limiter is None:
+        limiter = policy.limiter
+
+    def checked(state: Any) -> tuple[Any, StepResult | None]:
+        question = question_of(state, policy)
+        if question is _MISSING or question is None:
+            return None, None
+        problem = policy.input_problem(question)
+        if problem is None:
+            return question, None
+        refusal = {
+            "outcome": "refused",
+            "reason": "invalid_input",
+            "message": problem,
+            "retry_after_s": None,
+            "limit": None,
+        }
+        return question, _result(refusal)
+
+    def reserve(question: Any) -> int:
+        size = len(question.encode("utf-8", "surrogatepass")) if isinstance(question, str) else 0
+        return size + policy.token_estimate
 
     def guard(state: Any, scope: RunScope) -> StepResult:
-        question = _field(state, policy.question_key)
-        problem: str | None = None
-        if question is not _MISSING and question is not None:
-            if not isinstance(question, str):
-                problem = (
-                    f"the {policy.question_key!r} input is {type(question).__name__}, not text"
-                )
-            else:
-                try:
-                    validate_question(question, policy.max_question_chars)
-                except InvalidInputError as exc:
-                    problem = str(exc)
-        outcome: dict[str, Any]
-        if problem is None:
-            outcome = {"outcome": "allowed", "reason": None, "retry_after_s": None}
-        else:
-            outcome = {
-                "outcome": "refused",
-                "reason": "invalid_input",
-                "message": problem,
-                "retry_after_s": None,
-            }
-        scope.admission = outcome
-        return StepResult(
-            outcome,
-            {sc.GUARD_OUTCOME: outcome["outcome"]},
-            stop="refused" if problem is not None else None,
-        )
+        question, refused = checked(state)
+        if refused is None and limiter is not None and limiter.active:
+            refused = _admitted(scope, limiter.admit(scope.identity, reserve(question)))
+        return _decide(policy, scope, refused)
 
-    return Step("guard", "guard", guard, _count)
+    async def aguard(state: Any, scope: RunScope) -> StepResult:
+        question, refused = checked(state)
+        if refused is None and limiter is not None and limiter.active:
+            refused = _admitted(scope, await limiter.aadmit(scope.identity, reserve(question)))
+        return _decide(policy, scope, refused)
+
+    return Step("guard", "guard", guard, _count, arun=aguard)
+
+
+def _admitted(scope: RunScope, admission: Admission) -> StepResult | None:
+    """None when the run is admitted (its reservations kept for settling), else the refusal."""
+    if admission.allowed:
+        scope.admitted = admission
+        if not admission.unchecked:
+            return None
+        _log.warning(
+            "limits unchecked: run admitted (fail-open)",
+            extra={"graphops": {"run_id": scope.run_id, "message": admission.message}},
+        )
+        outcome = {"outcome": "allowed", "reason": None, "retry_after_s": None, "unchecked": True}
+        return StepResult(outcome, {sc.GUARD_OUTCOME: "allowed", sc.GUARD_UNCHECKED: True})
+    refusal = {
+        "outcome": "refused",
+        "reason": admission.reason,
+        "message": admission.message,
+        "retry_after_s": admission.retry_after_s,
+        "limit": dict(admission.limit) if admission.limit is not None else None,
+    }
+    return _result(refusal)
+
+
+def _result(refusal: dict[str, Any]) -> StepResult:
+    limit = refusal.get("limit") or {}
+    attributes: dict[str, Any] = {
+        sc.GUARD_OUTCOME: "refused",
+        sc.GUARD_REASON: refusal["reason"],
+    }
+    if refusal["retry_after_s"] is not None:
+        attributes[sc.GUARD_RETRY_AFTER] = refusal["retry_after_s"]
+    if limit:
+        attributes[sc.GUARD_LIMIT] = f"{limit.get('kind')}:{limit.get('per')}"
+    if refusal["reason"] == "limiter_unavailable":
+        attributes[sc.GUARD_UNCHECKED] = True
+    return StepResult(
+        refusal,
+        attributes,
+        stop="refused",
+        events=((sc.GUARD_REFUSED_EVENT, attributes),),
+    )
+
+
+def _decide(policy: GuardPolicy, scope: RunScope, result: StepResult | None) -> StepResult:
+    if result is None:
+        result = StepResult(
+            {"outcome": "allowed", "reason": None, "retry_after_s": None},
+            {sc.GUARD_OUTCOME: "allowed"},
+        )
+    scope.admission = result.outcome
+    if result.stop == "refused":
+        outcome = result.outcome
+        _log.warning(
+            "run refused",
+            extra={
+                "graphops": {
+                    "run_id": scope.run_id,
+                    "trace_id": scope.trace_id,
+                    "user": scope.identity.user,
+                    "tenant": scope.identity.tenant,
+                    "reason": outcome["reason"],
+                    "retry_after_s": outcome["retry_after_s"],
+                    "message": outcome["message"],
+                }
+            },
+        )
+        if policy.on_refusal == "raise":
+            return dataclasses.replace(result, error=RefusedError(outcome))
+    return result
 
 
 def _count(result: StepResult, metrics: Metrics) -> None:
     outcome = result.outcome
     metrics.guard_decisions.labels(outcome["outcome"], outcome.get("reason") or "").inc()
+    if outcome.get("unchecked") or outcome.get("reason") == "limiter_unavailable":
+        mode = "closed" if outcome["outcome"] == "refused" else "open"
+        metrics.limiter_unavailable.labels(mode).inc()
