@@ -9,6 +9,7 @@ imports LangGraph at import time: the heavy names load on first use.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from graphops.errors import (
@@ -24,6 +25,10 @@ from graphops.errors import (
     UserError,
 )
 from graphops.settings import Settings, load_settings
+
+# a library's loggers stay silent until the application configures logging (no
+# "lastResort" lines on stderr): graphops.observe.logs.configure_logging, or your own
+logging.getLogger("graphops").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from graphops.builder import build_observed_graph

@@ -1,4 +1,5 @@
-"""The ``graphops`` command: ``ask``, ``ingest``, ``runs``, ``replay``, ``prompts``, ``db``.
+"""The ``graphops`` command: ``ask``, ``ingest``, ``runs``, ``replay``, ``prompts``, ``db``,
+``limits``.
 
 Each subcommand group is a module of :mod:`graphops.commands`; this one wires
 them. Every failure graphops raises on purpose is printed as one line,
@@ -21,6 +22,7 @@ from typing import Any
 from graphops.commands.ask import add_parser as ask
 from graphops.commands.db import add_parser as db
 from graphops.commands.ingest import add_parser as ingest
+from graphops.commands.limits import add_parser as limits
 from graphops.commands.prompts import add_parser as prompts
 from graphops.commands.replay import add_parser as replay
 from graphops.commands.runs import add_parser as runs
@@ -43,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"graphops {version('graphops')}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    for add_parser in (ask, db, runs, replay, prompts, ingest):
+    for add_parser in (ask, db, runs, replay, prompts, ingest, limits):
         add_parser(commands)
     return parser
 

@@ -17,6 +17,7 @@ GraphopsError
     ├── CorpusIndexError      the vector index is missing, corrupt or built by another model
     ├── StorageError          graphops' database is locked by another process, damaged or unusable
     └── RefusedError          the guard refused the run (with GuardPolicy(on_refusal="raise"))
+        └── SlotRefused       no concurrency slot came in time (graphops.limits.slots)
 ```
 
 The CLI turns any of these into one line on stderr and a non-zero exit code;

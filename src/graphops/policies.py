@@ -17,9 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from langgraph.types import RetryPolicy
 
 from graphops.errors import ConfigurationError
+from graphops.limits.bulkhead import BulkheadGate
 from graphops.limits.limiter import Limiter
 from graphops.limits.memory import MemoryLimitStore
-from graphops.limits.policy import RequestLimit, TokenQuota
+from graphops.limits.policy import Bulkhead, RequestLimit, TokenQuota
+from graphops.limits.slot_store import SlotStore
+from graphops.limits.slots import Slots
+from graphops.limits.slots_memory import MemorySlotStore
 from graphops.limits.store import LimitStore
 from graphops.validation import input_problem
 
@@ -49,6 +53,13 @@ class GuardPolicy:
     :class:`~graphops.limits.redis.RedisLimitStore` shares them between
     processes). ``clock`` gives epoch seconds (inject one in tests).
 
+    **Bulkheads.** ``bulkhead`` (:class:`~graphops.limits.Bulkhead`) caps the
+    runs in flight per tenant (or user): a run holds a leased slot of
+    ``slot_store`` (memory by default; a
+    :class:`~graphops.limits.slots_redis.RedisSlotStore` shares them) from its
+    admission to its close, and waits in its tenant's fair queue when they are
+    all taken.
+
     **Refusals** end the run cleanly (``on_refusal="end"``) with
     ``{outcome: refused, reason, message, retry_after_s, limit}`` in the ops
     channel, or raise :class:`~graphops.errors.RefusedError` (``"raise"``).
@@ -64,7 +75,10 @@ class GuardPolicy:
     store: LimitStore | None = field(default=None, compare=False)
     clock: Callable[[], float] = field(default=time.time, compare=False)
     key_prefix: str = "graphops:"
+    bulkhead: Bulkhead | None = None
+    slot_store: SlotStore | None = field(default=None, compare=False)
     _limiter: Limiter | None = field(default=None, init=False, repr=False, compare=False)
+    _gate: BulkheadGate | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _whole("max_input_bytes", self.max_input_bytes, 1)
@@ -99,6 +113,31 @@ class GuardPolicy:
             )
             object.__setattr__(self, "store", store)
             object.__setattr__(self, "_limiter", limiter)
+        if self.bulkhead is not None:
+            if not isinstance(self.bulkhead, Bulkhead):
+                raise ConfigurationError(
+                    f"GuardPolicy.bulkhead takes a Bulkhead, not {type(self.bulkhead).__name__}"
+                )
+            if self.slot_store is not None and not isinstance(self.slot_store, SlotStore):
+                raise ConfigurationError(
+                    "GuardPolicy.slot_store takes a SlotStore, not "
+                    f"{type(self.slot_store).__name__}"
+                )
+            slot_store = self.slot_store if self.slot_store is not None else MemorySlotStore()
+            object.__setattr__(self, "slot_store", slot_store)
+            object.__setattr__(self, "_gate", BulkheadGate(self.bulkhead, Slots(slot_store)))
+
+    @property
+    def gate(self) -> BulkheadGate | None:
+        """The bulkhead as applied (one per policy, so every graph built with it shares it)."""
+        return self._gate
+
+    async def drain(self) -> None:
+        """Wait for settlements and slot releases still in flight (before a loop ends, say)."""
+        if self._limiter is not None:
+            await self._limiter.drain()
+        if self._gate is not None:
+            await self._gate.drain()
 
     def input_problem(self, question: object) -> str | None:
         """Why ``question`` would be refused (None when it would not): the guard's own check."""

@@ -16,6 +16,11 @@ from graphops.models import make_chat_model, make_embeddings
 from graphops.models.local_chat import ChatLocalLlama
 from graphops.models.local_embeddings import LocalMiniLMEmbeddings
 from graphops.settings import Settings
+from tests.integration.redis_support import (  # noqa: F401 - Redis fixtures for every module
+    private_redis,
+    redis_prefix,
+    shared_redis_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from graphops.builder import build_observed_graph
 from graphops.errors import ConfigurationError, RefusedError
-from graphops.limits import MemoryLimitStore, RequestLimit, TokenQuota
+from graphops.limits import Bulkhead, MemoryLimitStore, RequestLimit, TokenQuota
 from graphops.limits.store import QuotaCheck, RateCheck, StoreUnavailable, Verdict
 from graphops.models import ScriptedChatModel
 from graphops.observe import Metrics, Telemetry
@@ -353,3 +353,127 @@ def test_bad_limits_name_the_value(make: Any, fragment: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         make()
     assert fragment in str(caught.value)
+
+
+# ---------------------------------------------------------------- bulkheads
+class Gated(TypedDict, total=False):
+    question: str
+    answer: str
+
+
+def gated_graph(gates: dict[str, threading.Event], entered: dict[str, int]) -> StateGraph[Gated]:
+    """A node that holds the run until its question's event is set."""
+    lock = threading.Lock()
+
+    def work(state: Gated) -> Gated:
+        with lock:
+            entered[state["question"]] = entered.get(state["question"], 0) + 1
+        assert gates[state["question"]].wait(10)
+        return {"answer": state["question"]}
+
+    graph: StateGraph[Gated] = StateGraph(Gated)
+    graph.add_node("work", work)
+    graph.add_edge(START, "work")
+    graph.add_edge("work", END)
+    return graph
+
+
+def test_a_tenants_flood_waits_in_its_own_queue_and_never_delays_another_tenant() -> None:
+    policy = GuardPolicy(bulkhead=Bulkhead(slots=2, wait_s=10))
+    gates = {"a": threading.Event(), "b": threading.Event()}
+    gates["b"].set()  # tenant b's runs go straight through
+    entered: dict[str, int] = {}
+    app = build_observed_graph(gated_graph(gates, entered), ops=Ops(guard=policy, telemetry=None))
+    outs: list[dict[str, Any]] = []
+
+    def run(tenant: str) -> None:
+        outs.append(dict(app.invoke({"question": tenant}, who(tenant=tenant))))
+
+    flood = [threading.Thread(target=run, args=("a",)) for _ in range(5)]
+    for thread in flood:
+        thread.start()
+    assert policy.gate is not None and policy.slot_store is not None
+    for _ in range(1000):
+        if policy.slot_store.occupancy("runs:tenant%3Aa") == (2, 3) and entered == {"a": 2}:
+            break
+        threading.Event().wait(0.01)
+    assert policy.slot_store.occupancy("runs:tenant%3Aa") == (2, 3)  # 2 in flight, 3 queued
+    assert entered == {"a": 2}
+    # tenant b is admitted at once while tenant a's slots are all taken and its queue is long
+    out = app.invoke({"question": "b"}, who(tenant="b"))
+    assert out["answer"] == "b" and guard_of(out)["outcome"] == "allowed"
+    gates["a"].set()
+    for thread in flood:
+        thread.join()
+    assert [o["answer"] for o in outs] == ["a"] * 5  # the queued ones ran once slots freed
+    assert policy.slot_store.occupancy("runs:tenant%3Aa") == (0, 0)  # every slot came back
+
+
+async def test_a_full_bulkhead_refuses_after_its_wait_with_a_retry_after() -> None:
+    policy = GuardPolicy(bulkhead=Bulkhead(slots=1, wait_s=0.05, ttl_s=30))
+    release = asyncio.Event()
+
+    class S(TypedDict, total=False):
+        question: str
+        answer: str
+
+    async def slow(state: S) -> S:
+        await release.wait()
+        return {"answer": "done"}
+
+    graph: StateGraph[S] = StateGraph(S)
+    graph.add_node("slow", slow)
+    graph.add_edge(START, "slow")
+    graph.add_edge("slow", END)
+    app = build_observed_graph(graph, ops=Ops(guard=policy, telemetry=None))
+    first = asyncio.ensure_future(app.ainvoke({"question": "q"}, who(tenant="t")))
+    await asyncio.sleep(0.01)
+    refused = guard_of(await app.ainvoke({"question": "q"}, who(tenant="t")))
+    assert refused["reason"] == "bulkhead_full"
+    assert 0 < refused["retry_after_s"] <= 30  # until the holder's lease would lapse
+    assert refused["limit"] == {"kind": "concurrency", "per": "tenant", "amount": 1}
+    release.set()
+    assert (await first)["answer"] == "done"
+    assert policy.slot_store is not None
+    assert policy.slot_store.occupancy("runs:tenant%3At") == (0, 0)
+    assert guard_of(await app.ainvoke({"question": "q"}, who(tenant="t")))["outcome"] == "allowed"
+
+
+def test_a_failed_run_gives_its_slot_back_and_a_bulkhead_refusal_refunds_its_reservation() -> None:
+    policy = GuardPolicy(
+        bulkhead=Bulkhead(slots=1, wait_s=0),
+        quotas=(TokenQuota("tenant", 1000),),
+        token_estimate=99,
+        clock=Clock(),
+    )
+
+    class S(TypedDict, total=False):
+        question: str
+
+    def boom(state: S) -> S:
+        raise RuntimeError("node failed")
+
+    graph: StateGraph[S] = StateGraph(S)
+    graph.add_node("boom", boom)
+    graph.add_edge(START, "boom")
+    graph.add_edge("boom", END)
+    app = build_observed_graph(graph, ops=Ops(guard=policy, telemetry=None))
+    for _ in range(3):  # the slot comes back each time, or the 2nd and 3rd would be refused
+        with pytest.raises(RuntimeError, match="node failed"):
+            app.invoke({"question": "q"}, who(tenant="t"))
+    assert policy.limiter is not None
+    (row,) = policy.limiter.usage("tenant", "t")
+    assert row["used"] == 0  # every reservation refunded: no tokens were used
+
+
+def test_bad_bulkheads_name_the_value() -> None:
+    for make, fragment in [
+        (lambda: Bulkhead(slots=0), "Bulkhead.slots is 0"),
+        (lambda: Bulkhead(slots=2, per="ip"), "Bulkhead.per is 'ip'"),  # type: ignore[arg-type]
+        (lambda: Bulkhead(slots=2, wait_s=-1), "Bulkhead.wait_s is -1"),
+        (lambda: Bulkhead(slots=2, ttl_s=0), "Bulkhead.ttl_s is 0"),
+        (lambda: GuardPolicy(bulkhead=3), "GuardPolicy.bulkhead takes a Bulkhead, not int"),  # type: ignore[arg-type]
+    ]:
+        with pytest.raises(ConfigurationError) as caught:
+            make()
+        assert fragment in str(caught.value)

@@ -104,8 +104,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
             state = dict((await app.aget_state(config)).values)
         else:
             state = dict(await app.ainvoke(payload, config))
-        if guard.limiter is not None:
-            await guard.limiter.drain()  # the quota's settlement, before the loop ends
+        await guard.drain()  # the quota's settlement and the slot's release, before the loop ends
         telemetry.shutdown()
     _raise_if_refused(state)
     finished = spans.get_finished_spans()

@@ -1,9 +1,12 @@
 """Rate limits, token quotas and concurrency slots: policies, the limiter, its stores.
 
-The policies (:class:`RequestLimit`, :class:`TokenQuota`) are value objects;
-the :class:`Limiter` applies them over a :class:`LimitStore`:
-:class:`MemoryLimitStore` in one process (the default, and the test fake) or
-:class:`~graphops.limits.redis.RedisLimitStore` across processes. The guard
+The policies (:class:`RequestLimit`, :class:`TokenQuota`, :class:`Bulkhead`) are
+value objects; the :class:`Limiter` applies the first two over a
+:class:`LimitStore`: :class:`MemoryLimitStore` in one process (the default, and
+the test fake) or :class:`RedisLimitStore` across processes. Concurrency is
+leased :class:`Slots` over a :class:`SlotStore` (:class:`MemorySlotStore`,
+:class:`RedisSlotStore`): per-tenant bulkheads (:class:`BulkheadGate`) and
+in-flight LLM calls per provider. The guard
 step (:mod:`graphops.steps.guard`) is where a graph meets them.
 """
 
@@ -13,13 +16,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from graphops.limits.bulkhead import BulkheadGate
     from graphops.limits.limiter import Admission, Limiter, Reservation
     from graphops.limits.memory import MemoryLimitStore
-    from graphops.limits.policy import RequestLimit, TokenQuota
+    from graphops.limits.policy import Bulkhead, RequestLimit, TokenQuota
     from graphops.limits.redis import RedisLimitStore
+    from graphops.limits.slot_store import Lease, Refused, SlotRefused, SlotStore
+    from graphops.limits.slots import Slots
+    from graphops.limits.slots_memory import MemorySlotStore
+    from graphops.limits.slots_redis import RedisSlotStore
     from graphops.limits.store import LimitStore, StoreUnavailable
 
 _LAZY = {
+    "Bulkhead": "policy",
+    "BulkheadGate": "bulkhead",
+    "Lease": "slot_store",
+    "Refused": "slot_store",
+    "SlotRefused": "slot_store",
+    "SlotStore": "slot_store",
+    "Slots": "slots",
+    "MemorySlotStore": "slots_memory",
+    "RedisSlotStore": "slots_redis",
     "Admission": "limiter",
     "Limiter": "limiter",
     "Reservation": "limiter",
@@ -33,12 +50,21 @@ _LAZY = {
 
 __all__ = [
     "Admission",
+    "Bulkhead",
+    "BulkheadGate",
+    "Lease",
     "LimitStore",
     "Limiter",
     "MemoryLimitStore",
+    "MemorySlotStore",
     "RedisLimitStore",
+    "RedisSlotStore",
+    "Refused",
     "RequestLimit",
     "Reservation",
+    "SlotRefused",
+    "SlotStore",
+    "Slots",
     "StoreUnavailable",
     "TokenQuota",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,14 @@ class _Checks:
         return not self.rates and not self.quotas
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.@-]+")
+
+
+def _quoted(who: str) -> str:
+    """``who`` as a key part: itself when plain, else percent-quoted (no ``:`` can forge a key)."""
+    return who if _PLAIN.fullmatch(who) else quote(who, safe="")
+
+
 def _subject_id(identity: Identity, per: str) -> str | None:
     return identity.api_key_id if per == "api_key" else getattr(identity, per)
 
@@ -104,6 +113,12 @@ class Limiter:
         self.prefix = prefix
         self.unavailable_retry_s = unavailable_retry_s
         self._pending: set[asyncio.Task[None]] = set()
+        self._rate_parts = [
+            (limit, i, f"{prefix}rate:{limit.per}:", amount, window, f":{amount}/{window}")
+            for limit in self.requests
+            for i, (amount, window) in enumerate(limit.windows())
+        ]
+        self._quota_parts = [(quota, f"{prefix}quota:{quota.per}:") for quota in self.quotas]
 
     @property
     def active(self) -> bool:
@@ -113,29 +128,27 @@ class Limiter:
     # ---------------------------------------------------------------- keys
     def rate_key(self, limit: RequestLimit, who: str, index: int) -> str:
         amount, window = limit.windows()[index]
-        return f"{self.prefix}rate:{limit.per}:{quote(who, safe='')}:{amount}/{window}"
+        return f"{self.prefix}rate:{limit.per}:{_quoted(who)}:{amount}/{window}"
 
     def quota_key(self, quota: TokenQuota, who: str, now: float) -> str:
         label, _ = quota.period(now)
-        return f"{self.prefix}quota:{quota.per}:{quote(who, safe='')}:{quota.window}:{label}"
+        return f"{self.prefix}quota:{quota.per}:{_quoted(who)}:{quota.window}:{label}"
 
     def _checks(self, identity: Identity, tokens: int, now: float) -> _Checks:
+        # the hot path of every admission: keys built from parts made once, in __init__
         checks = _Checks()
-        for limit in self.requests:
+        for limit, index, head, amount, window, tail in self._rate_parts:
             who = _subject_id(identity, limit.per)
-            if who is None:
-                continue
-            for index, (amount, window) in enumerate(limit.windows()):
-                checks.rates.append(RateCheck(self.rate_key(limit, who, index), amount, window))
+            if who is not None:
+                checks.rates.append(RateCheck(f"{head}{_quoted(who)}{tail}", amount, window))
                 checks.rate_of.append((limit, index))
-        for quota in self.quotas:
+        for quota, head in self._quota_parts:
             who = _subject_id(identity, quota.per)
-            if who is None:
-                continue
-            _, reset_at = quota.period(now)
-            key = self.quota_key(quota, who, now)
-            checks.quotas.append(QuotaCheck(key, quota.tokens, tokens, reset_at))
-            checks.quota_of.append(quota)
+            if who is not None:
+                label, reset_at = quota.period(now)
+                key = f"{head}{_quoted(who)}:{quota.window}:{label}"
+                checks.quotas.append(QuotaCheck(key, quota.tokens, tokens, reset_at))
+                checks.quota_of.append(quota)
         return checks
 
     # ---------------------------------------------------------------- admission

@@ -10,6 +10,7 @@ bounded by the live keys.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -31,41 +32,54 @@ class MemoryLimitStore:
         self._rates: dict[str, tuple[deque[float], int]] = {}  # key → (times, window_s)
         self._quotas: dict[str, list[float]] = {}  # key → [tokens, reset_at]
         self._decisions = 0
+        self._swept = _SWEEP_EVERY // 4  # live keys after the last sweep
 
     def admit(
         self, rates: Sequence[RateCheck], quotas: Sequence[QuotaCheck], now: float
     ) -> Verdict:
         with self._lock:
+            known, live = self._rates, self._quotas
+            refused = False
             waits: list[float] = []
+            windows: list[deque[float]] = []  # each rate's deque, to count in if all fit
             for check in rates:
-                entry = self._rates.get(check.key)
-                times = entry[0] if entry is not None else ()
-                if len(times) >= check.amount and times[check.amount - 1] > now - check.window_s:
-                    waits.append(times[check.amount - 1] + check.window_s - now)
+                entry = known.get(check.key)
+                if entry is None or entry[0].maxlen != check.amount:
+                    kept = itertools.islice(entry[0], check.amount) if entry else ()  # newest
+                    entry = (deque(kept, maxlen=check.amount), check.window_s)
+                    known[check.key] = entry
+                times = entry[0]
+                windows.append(times)
+                if len(times) == check.amount and times[-1] > now - check.window_s:
+                    waits.append(max(times[-1] + check.window_s - now, 1e-9))  # the oldest
+                    refused = True
                 else:
                     waits.append(0.0)
             used: list[int] = []
+            slots: list[list[float]] = []
             for quota in quotas:
-                total = int(self._live_quota(quota.key, now)[0])
-                used.append(total)
-                waits.append(quota.reset_at - now if total + quota.reserve > quota.limit else 0.0)
-            if any(waits):
+                slot = live.get(quota.key)
+                if slot is None or slot[1] <= now:
+                    slot = [0.0, quota.reset_at]
+                slots.append(slot)
+                used.append(int(slot[0]))
+                if slot[0] + quota.reserve > quota.limit:
+                    waits.append(max(quota.reset_at - now, 0.001))
+                    refused = True
+                else:
+                    waits.append(0.0)
+            if refused:
                 return Verdict(False, tuple(waits), tuple(used))
-            for check in rates:
-                entry = self._rates.get(check.key)
-                if entry is None or entry[0].maxlen != check.amount:
-                    entry = (deque(entry[0] if entry else (), maxlen=check.amount), check.window_s)
-                    self._rates[check.key] = entry
-                entry[0].appendleft(now)
-            for i, quota in enumerate(quotas):
-                slot = self._live_quota(quota.key, now)
+            for times in windows:
+                times.appendleft(now)
+            for i, (quota, slot) in enumerate(zip(quotas, slots, strict=True)):
                 slot[0] += quota.reserve
                 slot[1] = max(slot[1], quota.reset_at)
-                self._quotas[quota.key] = slot
+                live[quota.key] = slot
                 used[i] = int(slot[0])
             self._decisions += 1
-            if self._decisions % _SWEEP_EVERY == 0:
-                self._sweep(now)
+            if self._decisions % _SWEEP_EVERY == 0 and self._size() > 2 * self._swept:
+                self._sweep(now)  # when the keys have doubled: the pauses amortise to O(1)
             return Verdict(True, tuple(waits), tuple(used))
 
     async def aadmit(
@@ -114,6 +128,9 @@ class MemoryLimitStore:
             return [0.0, 0.0]
         return slot
 
+    def _size(self) -> int:
+        return len(self._rates) + len(self._quotas)
+
     def _sweep(self, now: float) -> None:
         self._quotas = {k: v for k, v in self._quotas.items() if v[1] > now}
         self._rates = {
@@ -121,3 +138,4 @@ class MemoryLimitStore:
             for k, (times, window) in self._rates.items()
             if times and times[0] > now - window
         }
+        self._swept = max(self._size(), _SWEEP_EVERY // 4)

@@ -12,12 +12,17 @@
   month. At admission a run reserves an estimate; as it closes the reservation
   is settled with the tokens its LLM calls really used.
 
+* :class:`Bulkhead` — at most ``slots`` runs in flight per tenant (or user) at
+  once, each holding a leased slot from admission to close; more wait in that
+  tenant's own fair queue, so one tenant's flood never takes another's slots.
+
 ``fail`` says what a limit does when its store cannot answer in time (Redis
 down or slow): ``"open"`` admits the run unchecked, ``"closed"`` refuses it.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, get_args
@@ -26,7 +31,15 @@ from limits import RateLimitItem, parse_many
 
 from graphops.errors import ConfigurationError
 
-__all__ = ["FailMode", "QuotaSubject", "QuotaWindow", "RequestLimit", "Subject", "TokenQuota"]
+__all__ = [
+    "Bulkhead",
+    "FailMode",
+    "QuotaSubject",
+    "QuotaWindow",
+    "RequestLimit",
+    "Subject",
+    "TokenQuota",
+]
 
 Subject = Literal["user", "tenant", "ip", "api_key"]
 """Who a request limit counts: the run's identity field it keys by."""
@@ -54,6 +67,7 @@ class RequestLimit:
     rate: str
     fail: FailMode = "open"
     items: tuple[RateLimitItem, ...] = field(init=False, repr=False, compare=False)
+    _windows: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _one_of("RequestLimit", "per", self.per, get_args(Subject))
@@ -76,10 +90,12 @@ class RequestLimit:
                     "every amount must be at least 1"
                 )
         object.__setattr__(self, "items", items)
+        windows = tuple((item.amount, item.get_expiry()) for item in items)
+        object.__setattr__(self, "_windows", windows)
 
     def windows(self) -> tuple[tuple[int, int], ...]:
         """``(amount, window seconds)`` of each part of the rate."""
-        return tuple((item.amount, item.get_expiry()) for item in self.items)
+        return self._windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +122,51 @@ class TokenQuota:
 
     def period(self, now: float) -> tuple[str, float]:
         """The window ``now`` falls in: its label (``20261201``, ``202612``) and its end."""
-        moment = datetime.fromtimestamp(now, UTC)
-        if self.window == "day":
-            start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-            label = start.strftime("%Y%m%d")
-            end = start.timestamp() + 86400
-        else:
-            start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-            label = start.strftime("%Y%m")
-            year, month = (
-                (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+        return _period(self.window, int(now // 86400))
+
+
+@functools.lru_cache(maxsize=64)
+def _period(window: QuotaWindow, day: int) -> tuple[str, float]:
+    """The period of UTC day number ``day`` (days since the epoch): computed once per day."""
+    start = datetime.fromtimestamp(day * 86400, UTC)
+    if window == "day":
+        return start.strftime("%Y%m%d"), (day + 1) * 86400.0
+    first = start.replace(day=1)
+    after = first.replace(year=first.year + 1, month=1) if first.month == 12 else None
+    end = (after or first.replace(month=first.month + 1)).timestamp()
+    return first.strftime("%Y%m"), end
+
+
+@dataclass(frozen=True, slots=True)
+class Bulkhead:
+    """At most ``slots`` runs in flight per ``per`` at once; more wait, then are refused.
+
+    A run takes a slot at admission and gives it back as it closes. A slot is a
+    lease of ``ttl_s`` seconds, renewed while the run goes on, so a killed
+    process's slots come back within ``ttl_s``. A run that finds its tenant's
+    slots taken waits in that tenant's queue, first come first served, for at
+    most ``wait_s`` (never past the run's deadline), then is refused
+    (``bulkhead_full``) with a retry-after. Runs without the ``per`` are not held.
+    """
+
+    slots: int
+    per: QuotaSubject = "tenant"
+    wait_s: float = 10.0
+    ttl_s: float = 30.0
+    fail: FailMode = "open"
+
+    def __post_init__(self) -> None:
+        _one_of("Bulkhead", "per", self.per, get_args(QuotaSubject))
+        _one_of("Bulkhead", "fail", self.fail, get_args(FailMode))
+        if isinstance(self.slots, bool) or not isinstance(self.slots, int) or self.slots < 1:
+            raise ConfigurationError(
+                f"Bulkhead.slots is {self.slots!r}: give a whole number of runs, at least 1"
             )
-            end = start.replace(year=year, month=month).timestamp()
-        return label, end
+        for name in ("wait_s", "ttl_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigurationError(
+                    f"Bulkhead.{name} is {value!r}: give a number of seconds, 0 or more"
+                )
+        if self.ttl_s <= 0:
+            raise ConfigurationError(f"Bulkhead.ttl_s is {self.ttl_s!r}: give seconds above 0")

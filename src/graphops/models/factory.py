@@ -130,11 +130,17 @@ def _build(
 
 
 def make_chat_model(settings: Settings, env: Mapping[str, str] | None = None) -> BaseChatModel:
-    """The chat model ``settings.chat_model`` names (nothing loads until its first call)."""
+    """The chat model ``settings.chat_model`` names (nothing loads until its first call).
+
+    When the limits file (``GRAPHOPS_LIMITS_FILE``) caps its provider's calls in
+    flight (``llm_in_flight``), the model comes wrapped in that limit.
+    """
+    from graphops.limits.config import limited_chat
+
     model: BaseChatModel = _build(
         _CHAT, settings.chat_model, settings, os.environ if env is None else env
     )
-    return model
+    return limited_chat(settings, model)
 
 
 def make_embeddings(settings: Settings, env: Mapping[str, str] | None = None) -> Embeddings:

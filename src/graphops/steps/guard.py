@@ -81,19 +81,44 @@ def guard_step(policy: GuardPolicy, limiter: Limiter | None = None) -> Step:
         size = len(question.encode("utf-8", "surrogatepass")) if isinstance(question, str) else 0
         return size + policy.token_estimate
 
+    gate = policy.gate
+
     def guard(state: Any, scope: RunScope) -> StepResult:
-        question, refused = checked(state)
-        if refused is None and limiter is not None and limiter.active:
-            refused = _admitted(scope, limiter.admit(scope.identity, reserve(question)))
-        return _decide(policy, scope, refused)
+        question, result = checked(state)
+        if result is None and limiter is not None and limiter.active:
+            result = _admitted(scope, limiter.admit(scope.identity, reserve(question)))
+        if _proceeds(result) and gate is not None:
+            result = _gated(result, gate.enter(scope))
+        return _decide(policy, scope, result)
 
     async def aguard(state: Any, scope: RunScope) -> StepResult:
-        question, refused = checked(state)
-        if refused is None and limiter is not None and limiter.active:
-            refused = _admitted(scope, await limiter.aadmit(scope.identity, reserve(question)))
-        return _decide(policy, scope, refused)
+        question, result = checked(state)
+        if result is None and limiter is not None and limiter.active:
+            result = _admitted(scope, await limiter.aadmit(scope.identity, reserve(question)))
+        if _proceeds(result) and gate is not None:
+            result = _gated(result, await gate.aenter(scope))
+        return _decide(policy, scope, result)
 
     return Step("guard", "guard", guard, _count, arun=aguard)
+
+
+def _proceeds(result: StepResult | None) -> bool:
+    return result is None or result.stop is None
+
+
+def _gated(result: StepResult | None, gated: dict[str, Any] | None) -> StepResult | None:
+    """The bulkhead's word after the limiter's: a refusal, or a slot (unchecked: failed open)."""
+    if gated is None:
+        return result
+    if gated["outcome"] == "refused":
+        return _result(gated)
+    _log.warning("bulkhead unchecked: run admitted (fail-open)", extra={"graphops": gated})
+    return _unchecked()
+
+
+def _unchecked() -> StepResult:
+    outcome = {"outcome": "allowed", "reason": None, "retry_after_s": None, "unchecked": True}
+    return StepResult(outcome, {sc.GUARD_OUTCOME: "allowed", sc.GUARD_UNCHECKED: True})
 
 
 def _admitted(scope: RunScope, admission: Admission) -> StepResult | None:
@@ -106,8 +131,7 @@ def _admitted(scope: RunScope, admission: Admission) -> StepResult | None:
             "limits unchecked: run admitted (fail-open)",
             extra={"graphops": {"run_id": scope.run_id, "message": admission.message}},
         )
-        outcome = {"outcome": "allowed", "reason": None, "retry_after_s": None, "unchecked": True}
-        return StepResult(outcome, {sc.GUARD_OUTCOME: "allowed", sc.GUARD_UNCHECKED: True})
+        return _unchecked()
     refusal = {
         "outcome": "refused",
         "reason": admission.reason,
