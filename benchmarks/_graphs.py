@@ -9,6 +9,7 @@ from langgraph.graph import END, START, StateGraph
 
 class State(TypedDict, total=False):
     x: int
+    question: str  # read by the guard only (benchmarks/limiter.py's refusal path)
 
 
 def noop(state: State) -> State:

@@ -8,8 +8,10 @@ exporter, metrics on a private registry, JSON logs off; no checkpointer), the
 graphs taking turns on every invoke so drift hits all alike, and prints, per
 graph, the median over the rounds and its ratio to the plain graph (median, and
 the lowest and highest round). Configurations: telemetry only (no inserted
-node), and every step on (guard, cache_lookup in graphops_head; cache_store,
-settle as the run's scope closes, in no node). A plain graph of 6 no-op nodes
+node), every step on (guard, cache_lookup in graphops_head; cache_store,
+settle as the run's scope closes, in no node), and every step with the guard
+holding four limits on the memory store (user, tenant and IP request limits, a
+user token quota reserved and settled per run). A plain graph of 6 no-op nodes
 shows what the one node a fresh run passes through (the head) costs by itself.
 
 Then the same with a SQLite checkpointer (skip with ``--no-checkpointer``): the
@@ -45,10 +47,28 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
 from graphops.builder import build_observed_graph
+from graphops.limits import RequestLimit, TokenQuota
 from graphops.observe import Metrics, Telemetry
-from graphops.policies import Ops
+from graphops.policies import CachePolicy, GuardPolicy, Ops
 
 DURABILITIES = ("sync", "async", "exit")
+WHO: Any = {"metadata": {"user": "ann", "tenant": "acme", "ip": "10.0.0.1"}}
+
+
+def four_limits() -> GuardPolicy:
+    """The guard with the four limits of benchmarks/limiter.py, on the memory store.
+
+    User, tenant and IP request limits too high to refuse, and a user token quota
+    (each run reserves, then settles: the runs use no tokens, so all is refunded).
+    """
+    return GuardPolicy(
+        requests=(
+            RequestLimit("user", "100000000/hour"),
+            RequestLimit("tenant", "100000000/hour"),
+            RequestLimit("ip", "100000000/hour"),
+        ),
+        quotas=(TokenQuota("user", 10**15),),
+    )
 
 
 class NullExporter(SpanExporter):
@@ -150,12 +170,15 @@ def no_checkpointer(telemetry: Telemetry, iterations: int, rounds: int) -> None:
         "observed, all steps": build_observed_graph(
             five_nodes(), ops=Ops.all_steps(telemetry=telemetry)
         ),
+        "observed, all steps + 4 limits (memory)": build_observed_graph(
+            five_nodes(), ops=Ops(guard=four_limits(), cache=CachePolicy(), telemetry=telemetry)
+        ),
     }
     for graph in graphs.values():  # warm up
         for _ in range(300):
-            graph.invoke({"x": 0})
+            graph.invoke({"x": 0}, WHO)
     results = [
-        interleaved_ms(graphs, lambda g: g.invoke({"x": 0}), iterations) for _ in range(rounds)
+        interleaved_ms(graphs, lambda g: g.invoke({"x": 0}, WHO), iterations) for _ in range(rounds)
     ]
     print_table("graph (5 no-op nodes, invoke)", results, "plain")
 
