@@ -25,6 +25,8 @@ from prometheus_client import CollectorRegistry
 from graphops.builder import build_observed_graph
 from graphops.errors import ConfigurationError, RefusedError
 from graphops.limits import Bulkhead, MemoryLimitStore, RequestLimit, TokenQuota
+from graphops.limits.slot_store import Grant
+from graphops.limits.slots_memory import MemorySlotStore
 from graphops.limits.store import QuotaCheck, RateCheck, StoreUnavailable, Verdict
 from graphops.models import ScriptedChatModel
 from graphops.observe import Metrics, Telemetry
@@ -477,3 +479,43 @@ def test_bad_bulkheads_name_the_value() -> None:
         with pytest.raises(ConfigurationError) as caught:
             make()
         assert fragment in str(caught.value)
+
+
+class SlotsDown(MemorySlotStore):
+    """A slot store that cannot answer, as Redis down looks to the bulkhead."""
+
+    remote = True
+
+    def try_acquire(
+        self, key: str, capacity: int, holder: str, ttl_s: float, queue_ttl_s: float = 0.0
+    ) -> Grant:
+        raise StoreUnavailable("redis slot store: ConnectionError: connection refused")
+
+    async def atry_acquire(
+        self, key: str, capacity: int, holder: str, ttl_s: float, queue_ttl_s: float = 0.0
+    ) -> Grant:
+        return self.try_acquire(key, capacity, holder, ttl_s, queue_ttl_s)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_bulkhead_whose_store_does_not_answer_fails_open_or_closed(asynchronous: bool) -> None:
+    metrics = Metrics(CollectorRegistry())
+    telemetry = Telemetry(exporters=[], metrics=metrics)
+
+    def run(fail: str) -> dict[str, Any]:
+        policy = GuardPolicy(bulkhead=Bulkhead(slots=1, fail=fail), slot_store=SlotsDown())  # type: ignore[arg-type]
+        app = observed(policy, telemetry)
+        if asynchronous:
+            return dict(asyncio.run(app.ainvoke({"question": "q"}, who(tenant="t"))))
+        return dict(app.invoke({"question": "q"}, who(tenant="t")))
+
+    opened = run("open")
+    assert guard_of(opened)["outcome"] == "allowed" and guard_of(opened)["unchecked"] is True
+    assert opened["answer"]  # ran without a slot
+    closed = run("closed")
+    guard = guard_of(closed)
+    assert guard["reason"] == "limiter_unavailable" and guard["retry_after_s"] == 1.0
+    assert guard["limit"] == {"kind": "concurrency", "per": "tenant", "amount": 1, "fail": "closed"}
+    assert "answer" not in closed
+    assert metrics.limiter_unavailable.labels("open")._value.get() == 1
+    assert metrics.limiter_unavailable.labels("closed")._value.get() == 1

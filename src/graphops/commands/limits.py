@@ -39,11 +39,16 @@ def add_parser(commands: Any) -> None:
 
 
 def _subject(args: argparse.Namespace) -> tuple[str, str]:
+    """Whose limits: the subject and its id as limits key it (an API key: its fingerprint)."""
     for subject in _SUBJECTS:
         value = getattr(args, subject)
         if value is not None:
             if not value.strip():
                 raise InvalidInputError(f"--{subject.replace('_', '-')} needs a non-empty id")
+            if subject == "api_key":
+                from graphops.runtime.scope import Identity
+
+                value = Identity.from_metadata({"api_key": value}).api_key_id or value
             return subject, value
     raise InvalidInputError("name whose limits: --user, --tenant, --ip or --api-key")
 
@@ -77,10 +82,6 @@ def _store_call(call: Any, *args: Any) -> Any:
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     subject, who = _subject(args)
-    if subject == "api_key":
-        from graphops.runtime.scope import Identity
-
-        who = Identity.from_metadata({"api_key": who}).api_key_id or who
     limiter = _limiter(settings)
     rows = _store_call(limiter.usage, subject, who)
     if args.json:
@@ -98,10 +99,6 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reset(args: argparse.Namespace, settings: Settings) -> int:
     subject, who = _subject(args)
-    if subject == "api_key":
-        from graphops.runtime.scope import Identity
-
-        who = Identity.from_metadata({"api_key": who}).api_key_id or who
     limiter = _limiter(settings)
     cleared = _store_call(limiter.reset, subject, who)
     _log.warning(

@@ -154,9 +154,7 @@ class Limiter:
     # ---------------------------------------------------------------- admission
     def admit(self, identity: Identity, tokens: int = 0) -> Admission:
         """Admit a run of ``identity`` reserving ``tokens`` under each quota, or refuse it."""
-        now = self.clock()
-        checks = self._checks(identity, tokens, now)
-        early = self._before_store(checks, tokens)
+        now, checks, early = self._prepared(identity, tokens)
         if early is not None:
             return early
         try:
@@ -167,9 +165,7 @@ class Limiter:
 
     async def aadmit(self, identity: Identity, tokens: int = 0) -> Admission:
         """:meth:`admit`, without blocking the event loop."""
-        now = self.clock()
-        checks = self._checks(identity, tokens, now)
-        early = self._before_store(checks, tokens)
+        now, checks, early = self._prepared(identity, tokens)
         if early is not None:
             return early
         try:
@@ -177,6 +173,12 @@ class Limiter:
         except StoreUnavailable as exc:
             return self._unavailable(checks, exc)
         return self._decided(checks, verdict)
+
+    def _prepared(self, identity: Identity, tokens: int) -> tuple[float, _Checks, Admission | None]:
+        """The time, the checks, and the decision if the store need not be asked."""
+        now = self.clock()
+        checks = self._checks(identity, tokens, now)
+        return now, checks, self._before_store(checks, tokens)
 
     def _before_store(self, checks: _Checks, tokens: int) -> Admission | None:
         if checks.empty:
