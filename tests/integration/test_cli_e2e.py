@@ -247,3 +247,31 @@ def test_one_url_moves_runs_to_postgres(
     assert gone.returncode == 2 and "no stored run for thread 'pg-1'" in gone.stderr
     no_flag = graphops(local_settings, "runs", "prune", **env)
     assert no_flag.returncode == 2 and "needs --older-than" in no_flag.stderr
+
+
+def test_ask_applies_the_limits_file_across_processes_and_refuses_with_exit_1(
+    local_settings: Settings, docs_index: Path, shared_redis_url: str, tmp_path: Path
+) -> None:
+    """Each ``graphops ask`` is its own process: the limit holds because Redis counts it."""
+    import uuid
+
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("requests:\n  - {per: user, rate: 1/hour}\n")
+    user = f"cli-test-{uuid.uuid4().hex}"
+    env = {"GRAPHOPS_LIMITS_FILE": str(limits), "GRAPHOPS_REDIS_URL": shared_redis_url}
+    try:
+        first = graphops(local_settings, "ask", "--user", user, "hello!", **env)
+        assert first.returncode == 0, first.stderr
+        second = graphops(local_settings, "ask", "--user", user, "hello again!", **env)
+        assert second.returncode == 1
+        logged, error = second.stderr.strip().splitlines()  # the guard's one log line, then ours
+        assert json.loads(logged)["event"] == "run refused"
+        assert json.loads(logged)["reason"] == "rate_limited"
+        assert error.startswith("graphops: error: too many requests for this user: 1 per 1 hour")
+        assert "retry in" in error
+        bad = graphops(local_settings, "ask", "--user", user, "x" * 9000, **env)
+        assert bad.returncode == 2  # refused before any model loads: the guard's own check
+        assert "9000 bytes long in UTF-8; the limit is 8192" in bad.stderr
+    finally:
+        reset = graphops(local_settings, "limits", "reset", "--user", user, **env)
+        assert reset.returncode == 0, reset.stderr
