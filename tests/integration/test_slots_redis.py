@@ -28,6 +28,7 @@ from graphops.limits.slot_store import Lease, Refused, SlotStore, slot_key
 from graphops.limits.slots import Slots
 from graphops.limits.slots_redis import RedisSlotStore
 from graphops.limits.store import StoreUnavailable
+from tests.slot_checks import peak_in_tasks, peak_in_threads
 
 pytestmark = pytest.mark.anyio
 
@@ -111,47 +112,18 @@ def test_the_redis_store_is_a_slot_store(store: RedisSlotStore) -> None:
 
 
 def test_capacity_is_respected_under_threads(store: RedisSlotStore) -> None:
-    slots = Slots(store, ttl_s=5)
-    lock, running, peak, done = threading.Lock(), [0], [0], []
-
-    def work(i: int) -> None:
-        with slots.hold("llm:local", 3, timeout=20):
-            with lock:
-                running[0] += 1
-                peak[0] = max(peak[0], running[0])
-            time.sleep(0.01)
-            with lock:
-                running[0] -= 1
-        done.append(i)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert sorted(done) == list(range(10))
-    assert 1 <= peak[0] <= 3
+    done, peak = peak_in_threads(Slots(store, ttl_s=5), "llm:local", 3, 10, wait_s=20, hold_s=0.01)
+    assert done == list(range(10))
+    assert 1 <= peak <= 3
     assert store.occupancy("llm:local") == (0, 0)
 
 
 async def test_capacity_is_respected_under_tasks(store: RedisSlotStore) -> None:
     slots = Slots(store, ttl_s=5)
-    running, peak, done = [0], [0], []
-
-    async def work(i: int) -> None:
-        async with slots.ahold("llm:local", 3, timeout=20):
-            running[0] += 1
-            peak[0] = max(peak[0], running[0])
-            await anyio.sleep(0.01)
-            running[0] -= 1
-        done.append(i)
-
-    async with anyio.create_task_group() as group:
-        for i in range(10):
-            group.start_soon(work, i)
+    done, peak = await peak_in_tasks(slots, "llm:local", 3, 10, wait_s=20, hold_s=0.01)
     await store.aclose()
-    assert sorted(done) == list(range(10))
-    assert peak[0] == 3
+    assert done == list(range(10))
+    assert peak == 3
     assert store.occupancy("llm:local") == (0, 0)
 
 

@@ -19,6 +19,7 @@ from graphops.errors import ConfigurationError
 from graphops.limits.slot_store import Lease, Refused, SlotRefused, SlotStore, slot_key
 from graphops.limits.slots import Slots
 from graphops.limits.slots_memory import MemorySlotStore
+from tests.slot_checks import peak_in_tasks, peak_in_threads
 
 pytestmark = pytest.mark.anyio
 
@@ -80,48 +81,19 @@ def test_the_memory_store_is_a_slot_store(store: MemorySlotStore) -> None:
 
 # ---------------------------------------------------------------- capacity
 def test_capacity_is_respected_under_threads() -> None:
-    slots = Slots(MemorySlotStore(), ttl_s=5)
-    lock, running, peak, done = threading.Lock(), [0], [0], []
-    start = threading.Barrier(12)
-
-    def work(i: int) -> None:
-        start.wait()
-        with slots.hold("llm:local", 3, timeout=10):
-            with lock:
-                running[0] += 1
-                peak[0] = max(peak[0], running[0])
-            time.sleep(0.005)
-            with lock:
-                running[0] -= 1
-        done.append(i)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert sorted(done) == list(range(12))
-    assert 1 <= peak[0] <= 3
+    store = MemorySlotStore()
+    done, peak = peak_in_threads(Slots(store, ttl_s=5), "llm:local", 3, 12, wait_s=10, hold_s=0.005)
+    assert done == list(range(12))
+    assert 1 <= peak <= 3
+    assert store.occupancy("llm:local") == (0, 0)
 
 
 async def test_capacity_is_respected_under_tasks() -> None:
     store = MemorySlotStore()
     slots = Slots(store, ttl_s=5)
-    running, peak, done = [0], [0], []
-
-    async def work(i: int) -> None:
-        async with slots.ahold("llm:local", 3, timeout=10):
-            running[0] += 1
-            peak[0] = max(peak[0], running[0])
-            await anyio.sleep(0.005)
-            running[0] -= 1
-        done.append(i)
-
-    async with anyio.create_task_group() as group:
-        for i in range(12):
-            group.start_soon(work, i)
-    assert sorted(done) == list(range(12))
-    assert peak[0] == 3
+    done, peak = await peak_in_tasks(slots, "llm:local", 3, 12, wait_s=10, hold_s=0.005)
+    assert done == list(range(12))
+    assert peak == 3
     assert store.occupancy("llm:local") == (0, 0)
 
 
