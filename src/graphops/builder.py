@@ -336,14 +336,13 @@ def build_observed_graph(
 
     head: list[Step] = []
     at_close: list[Step] = []
-    limiter = ops.guard.limiter if ops.guard is not None else None
     if ops.guard is not None:
-        head.append(guard_step(ops.guard, limiter))
+        head.append(guard_step(ops.guard))
     if ops.cache is not None:
         head.append(cache_lookup_step(ops.cache))
         at_close.append(cache_store_step(ops.cache))
     if ops.guard is not None:
-        at_close.append(settle_step(limiter))
+        at_close.append(settle_step(ops.guard.limiter))
 
     steps_on = bool(head)
     new: StateGraph[Any] = StateGraph(

@@ -10,11 +10,10 @@ by a blocking call.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from typing import Any
 
+from graphops.limits.deferred import Deferred
 from graphops.limits.policy import Bulkhead
 from graphops.limits.slot_store import Lease, Refused, slot_key
 from graphops.limits.slots import Slots
@@ -23,8 +22,6 @@ from graphops.runtime.scope import RunScope
 
 __all__ = ["BulkheadGate"]
 
-_log = logging.getLogger("graphops.limits")
-
 
 class BulkheadGate:
     """Admits a run to its tenant's (or user's) share of ``bulkhead.slots``, or refuses it."""
@@ -32,7 +29,7 @@ class BulkheadGate:
     def __init__(self, bulkhead: Bulkhead, slots: Slots) -> None:
         self.bulkhead = bulkhead
         self.slots = slots
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._deferred = Deferred()
 
     def _key(self, scope: RunScope) -> str | None:
         who = getattr(scope.identity, self.bulkhead.per)
@@ -95,32 +92,16 @@ class BulkheadGate:
         return None
 
     def _release(self, lease: Lease) -> None:
-        loop = None
-        if self.slots.store.remote:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-        if loop is None:
-            try:
-                self.slots.release(lease)
-            except StoreUnavailable as exc:
-                _log.warning("could not release a run slot (it lapses in its TTL): %s", exc)
-            return
-        task = loop.create_task(self._arelease(lease))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _arelease(self, lease: Lease) -> None:
-        try:
-            await self.slots.arelease(lease)
-        except StoreUnavailable as exc:
-            _log.warning("could not release a run slot (it lapses in its TTL): %s", exc)
+        self._deferred.call(
+            self.slots.store.remote,
+            lambda: self.slots.release(lease),
+            lambda: self.slots.arelease(lease),
+            "could not release a run slot: it lapses after its TTL",
+        )
 
     async def drain(self) -> None:
         """Wait for the releases sent as tasks of this loop."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self._deferred.drain()
 
     def _limit(self) -> dict[str, Any]:
         return {"kind": "concurrency", "per": self.bulkhead.per, "amount": self.bulkhead.slots}

@@ -13,8 +13,6 @@ applies to it fails closed, else admitted unchecked; the decision says which.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import re
 import time
@@ -23,14 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
+from graphops.limits.deferred import Deferred
 from graphops.limits.memory import MemoryLimitStore
 from graphops.limits.policy import RequestLimit, TokenQuota
 from graphops.limits.store import LimitStore, QuotaCheck, RateCheck, StoreUnavailable, Verdict
 from graphops.runtime.scope import Identity
 
 __all__ = ["Admission", "Limiter", "Reason", "Reservation"]
-
-_log = logging.getLogger("graphops.limits")
 
 Reason = Literal["rate_limited", "quota_exceeded", "limiter_unavailable"]
 
@@ -112,7 +109,7 @@ class Limiter:
         self.clock = clock
         self.prefix = prefix
         self.unavailable_retry_s = unavailable_retry_s
-        self._pending: set[asyncio.Task[None]] = set()
+        self._deferred = Deferred()
         self._rate_parts = [
             (limit, i, f"{prefix}rate:{limit.per}:", amount, window, f":{amount}/{window}")
             for limit in self.requests
@@ -126,14 +123,6 @@ class Limiter:
         return bool(self.requests or self.quotas)
 
     # ---------------------------------------------------------------- keys
-    def rate_key(self, limit: RequestLimit, who: str, index: int) -> str:
-        amount, window = limit.windows()[index]
-        return f"{self.prefix}rate:{limit.per}:{_quoted(who)}:{amount}/{window}"
-
-    def quota_key(self, quota: TokenQuota, who: str, now: float) -> str:
-        label, _ = quota.period(now)
-        return f"{self.prefix}quota:{quota.per}:{_quoted(who)}:{quota.window}:{label}"
-
     def _checks(self, identity: Identity, tokens: int, now: float) -> _Checks:
         # the hot path of every admission: keys built from parts made once, in __init__
         checks = _Checks()
@@ -278,61 +267,43 @@ class Limiter:
         failed settlement is logged: the reservation then stands, which errs on
         the side of the quota.
         """
-        if not admission.reservations:
-            return
-        loop = _running_loop() if self.store.remote else None
-        if loop is None:
-            try:
-                self.settle(admission, used_tokens)
-            except StoreUnavailable as exc:
-                _settle_failed(exc)
-            return
-        task = loop.create_task(self._asettle_logged(admission, used_tokens))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _asettle_logged(self, admission: Admission, used_tokens: int) -> None:
-        try:
-            await self.asettle(admission, used_tokens)
-        except StoreUnavailable as exc:
-            _settle_failed(exc)
+        if admission.reservations:
+            self._deferred.call(
+                self.store.remote,
+                lambda: self.settle(admission, used_tokens),
+                lambda: self.asettle(admission, used_tokens),
+                "quota settlement failed: the reservation stands",
+            )
 
     async def drain(self) -> None:
         """Wait for the settlements :meth:`settle_soon` sent as tasks of this loop."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self._deferred.drain()
 
     # ---------------------------------------------------------------- show and reset
+    def _checks_of(self, per: str, who: str, now: float) -> _Checks:
+        """The checks of every limit that counts ``per`` ``who``: the keys admission uses."""
+        identity = Identity(api_key_id=who) if per == "api_key" else Identity(**{per: who})
+        return self._checks(identity, 0, now)
+
     def usage(self, per: str, who: str) -> list[dict[str, Any]]:
         """Every limit that counts ``per`` ``who``: what is used and what is left, now."""
         now = self.clock()
-        rates = [
-            (limit, i)
-            for limit in self.requests
-            if limit.per == per
-            for i in range(len(limit.items))
-        ]
-        quotas = [q for q in self.quotas if q.per == per]
-        counts = self.store.usage(
-            [RateCheck(self.rate_key(lim, who, i), *lim.windows()[i]) for lim, i in rates],
-            [self.quota_key(q, who, now) for q in quotas],
-            now,
-        )
+        checks = self._checks_of(per, who, now)
+        counts = self.store.usage(checks.rates, [q.key for q in checks.quotas], now)
         rows: list[dict[str, Any]] = []
-        for (limit, i), used in zip(rates, counts, strict=False):
-            amount, window = limit.windows()[i]
+        for (limit, i), check, used in zip(checks.rate_of, checks.rates, counts, strict=False):
             rows.append(
                 {
                     "kind": "requests",
                     "limit": str(limit.items[i]),
-                    "amount": amount,
-                    "window_s": window,
+                    "amount": check.amount,
+                    "window_s": check.window_s,
                     "used": used,
-                    "remaining": max(amount - used, 0),
+                    "remaining": max(check.amount - used, 0),
                 }
             )
-        for quota, used in zip(quotas, counts[len(rates) :], strict=True):
-            _, reset_at = quota.period(now)
+        quota_counts = counts[len(checks.rates) :]
+        for quota, reserved, used in zip(checks.quota_of, checks.quotas, quota_counts, strict=True):
             rows.append(
                 {
                     "kind": "tokens",
@@ -341,36 +312,15 @@ class Limiter:
                     "window": quota.window,
                     "used": used,
                     "remaining": max(quota.tokens - used, 0),
-                    "reset_s": _seconds(reset_at - now),
+                    "reset_s": _seconds(reserved.reset_at - now),
                 }
             )
         return rows
 
     def reset(self, per: str, who: str) -> int:
         """Forget what is counted for ``per`` ``who`` (this quota window); keys that existed."""
-        now = self.clock()
-        keys = [
-            self.rate_key(limit, who, i)
-            for limit in self.requests
-            if limit.per == per
-            for i in range(len(limit.items))
-        ]
-        keys += [self.quota_key(q, who, now) for q in self.quotas if q.per == per]
-        return self.store.reset(keys)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _settle_failed(exc: StoreUnavailable) -> None:
-    _log.warning(
-        "quota settlement failed: the reservation stands",
-        extra={"graphops": {"message": str(exc)}},
-    )
+        checks = self._checks_of(per, who, self.clock())
+        return self.store.reset([c.key for c in checks.rates] + [q.key for q in checks.quotas])
 
 
 def _quota_limit(quota: TokenQuota, remaining: int, reset: float | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from graphops.errors import RefusedError
-from graphops.limits.limiter import Admission, Limiter
+from graphops.limits.limiter import Admission
 from graphops.observe import semconv as sc
 from graphops.policies import GuardPolicy
 from graphops.runtime import RunScope
@@ -52,14 +52,13 @@ def question_of(state: Any, policy: GuardPolicy) -> Any:
     return question
 
 
-def guard_step(policy: GuardPolicy, limiter: Limiter | None = None) -> Step:
+def guard_step(policy: GuardPolicy) -> Step:
     """The guard as a step: allowed, or refused with a reason (see the module docstring).
 
-    ``limiter`` defaults to the policy's own (:attr:`GuardPolicy.limiter`); pass the
-    one the settle step settles with when you build both.
+    It counts in the policy's own limiter and bulkhead (:attr:`GuardPolicy.limiter`,
+    :attr:`GuardPolicy.gate`), which ``settle_step(policy.limiter)`` settles with.
     """
-    if limiter is None:
-        limiter = policy.limiter
+    limiter = policy.limiter
 
     def checked(state: Any) -> tuple[Any, StepResult | None]:
         question = question_of(state, policy)
