@@ -7,7 +7,44 @@ import time
 
 import anyio
 
+from graphops.limits.slot_store import Lease, Refused
 from graphops.limits.slots import Slots
+
+
+def held(result: Lease | Refused) -> Lease:
+    """``result``, which must be a lease."""
+    assert isinstance(result, Lease), result
+    return result
+
+
+def refused(result: Lease | Refused) -> Refused:
+    """``result``, which must be a refusal."""
+    assert isinstance(result, Refused), result
+    return result
+
+
+def served_order(slots: Slots, key: str, waiters: int, *, wait_s: float) -> list[int]:
+    """The order in which ``waiters`` threads, queued one after another behind a holder of
+    ``key``'s one slot, got it once the holder let go."""
+    first = held(slots.acquire(key, 1, timeout=0))
+    order: list[int] = []
+
+    def wait(i: int) -> None:
+        with slots.hold(key, 1, timeout=wait_s):
+            order.append(i)
+
+    threads = []
+    for i in range(waiters):
+        threads.append(threading.Thread(target=wait, args=(i,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 10
+        while slots.store.occupancy(key) != (1, i + 1):  # queued before the next one starts
+            assert time.monotonic() < deadline, f"waiter {i} never joined the queue"
+            time.sleep(0.001)
+    slots.release(first)
+    for thread in threads:
+        thread.join(wait_s + 10)
+    return order
 
 
 def peak_in_threads(

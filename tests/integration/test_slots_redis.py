@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,11 +23,11 @@ import anyio
 import pytest
 import redis
 
-from graphops.limits.slot_store import Lease, Refused, SlotStore, slot_key
+from graphops.limits.slot_store import SlotStore, slot_key
 from graphops.limits.slots import Slots
 from graphops.limits.slots_redis import RedisSlotStore
 from graphops.limits.store import StoreUnavailable
-from tests.slot_checks import peak_in_tasks, peak_in_threads
+from tests.slot_checks import held, peak_in_tasks, peak_in_threads, refused, served_order
 
 pytestmark = pytest.mark.anyio
 
@@ -63,16 +62,6 @@ def store(prefix: str) -> Iterator[RedisSlotStore]:
     backend = RedisSlotStore.from_url(URL, timeout=TIMEOUT, prefix=prefix)
     yield backend
     backend.close()
-
-
-def held(result: Lease | Refused) -> Lease:
-    assert isinstance(result, Lease), result
-    return result
-
-
-def refused(result: Lease | Refused) -> Refused:
-    assert isinstance(result, Refused), result
-    return result
 
 
 def until(condition: object, seconds: float = 10) -> None:
@@ -128,23 +117,7 @@ async def test_capacity_is_respected_under_tasks(store: RedisSlotStore) -> None:
 
 
 def test_waiters_are_served_in_the_order_they_came(store: RedisSlotStore) -> None:
-    slots = Slots(store, ttl_s=5)
-    first = held(slots.acquire("k", 1, timeout=0))
-    order: list[int] = []
-
-    def wait(i: int) -> None:
-        with slots.hold("k", 1, timeout=20):
-            order.append(i)
-
-    threads = []
-    for i in range(4):
-        threads.append(threading.Thread(target=wait, args=(i,)))
-        threads[-1].start()
-        until(lambda i=i: store.occupancy("k") == (1, i + 1))
-    slots.release(first)
-    for thread in threads:
-        thread.join(30)
-    assert order == [0, 1, 2, 3]
+    assert served_order(Slots(store, ttl_s=5), "k", 4, wait_s=20) == [0, 1, 2, 3]
 
 
 def test_a_timeout_refuses_with_a_retry_after(store: RedisSlotStore) -> None:

@@ -7,7 +7,6 @@ the ones about threads, tasks and background renewal use real time, briefly.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from typing import Any
 
@@ -16,10 +15,10 @@ import anyio.lowlevel
 import pytest
 
 from graphops.errors import ConfigurationError
-from graphops.limits.slot_store import Lease, Refused, SlotRefused, SlotStore, slot_key
+from graphops.limits.slot_store import SlotRefused, SlotStore, slot_key
 from graphops.limits.slots import Slots
 from graphops.limits.slots_memory import MemorySlotStore
-from tests.slot_checks import peak_in_tasks, peak_in_threads
+from tests.slot_checks import held, peak_in_tasks, peak_in_threads, refused, served_order
 
 pytestmark = pytest.mark.anyio
 
@@ -54,16 +53,6 @@ def store(clock: Clock) -> MemorySlotStore:
 @pytest.fixture
 def slots(store: MemorySlotStore, clock: Clock) -> Slots:
     return Slots(store, ttl_s=30, clock=clock, sleep=clock.sleep, asleep=clock.asleep)
-
-
-def held(result: Lease | Refused) -> Lease:
-    assert isinstance(result, Lease), result
-    return result
-
-
-def refused(result: Lease | Refused) -> Refused:
-    assert isinstance(result, Refused), result
-    return result
 
 
 async def settle(condition: Any, turns: int = 1000) -> None:
@@ -120,26 +109,7 @@ async def test_waiters_are_served_in_the_order_they_came(
 
 
 def test_waiting_threads_are_served_in_the_order_they_came() -> None:
-    store = MemorySlotStore()
-    slots = Slots(store, ttl_s=5)
-    first = held(slots.acquire("k", 1, timeout=0))
-    order: list[int] = []
-
-    def wait(i: int) -> None:
-        with slots.hold("k", 1, timeout=10):
-            order.append(i)
-
-    threads = []
-    for i in range(4):
-        threads.append(threading.Thread(target=wait, args=(i,)))
-        threads[-1].start()
-        deadline = time.monotonic() + 5
-        while store.occupancy("k") != (1, i + 1) and time.monotonic() < deadline:
-            time.sleep(0.001)
-    slots.release(first)
-    for thread in threads:
-        thread.join(10)
-    assert order == [0, 1, 2, 3]
+    assert served_order(Slots(MemorySlotStore(), ttl_s=5), "k", 4, wait_s=10) == [0, 1, 2, 3]
 
 
 def test_a_newcomer_does_not_pass_the_queue(slots: Slots, store: MemorySlotStore) -> None:
