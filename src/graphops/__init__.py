@@ -13,12 +13,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from graphops.errors import (
+    BudgetExhausted,
     ConfigurationError,
     CorpusIndexError,
     GraphopsError,
     IngestError,
     InvalidInputError,
     ModelError,
+    ProvidersUnavailable,
     RefusedError,
     RunError,
     StorageError,
@@ -34,7 +36,15 @@ if TYPE_CHECKING:
     from graphops.builder import build_observed_graph
     from graphops.checkpoint.replay import replay
     from graphops.observe.telemetry import Telemetry
-    from graphops.policies import CacheAnswer, CachePolicy, GuardPolicy, NodeOps, Ops
+    from graphops.policies import (
+        BudgetPolicy,
+        CacheAnswer,
+        CachePolicy,
+        DegradePolicy,
+        GuardPolicy,
+        NodeOps,
+        Ops,
+    )
     from graphops.prompts import PromptRegistry, RegistryPrompts, aprompt
     from graphops.runtime import RunScope, run_scope
 
@@ -49,7 +59,15 @@ _LAZY = {
     "run_scope": "graphops.runtime",
     **{
         name: "graphops.policies"
-        for name in ("CacheAnswer", "CachePolicy", "GuardPolicy", "NodeOps", "Ops")
+        for name in (
+            "BudgetPolicy",
+            "CacheAnswer",
+            "CachePolicy",
+            "DegradePolicy",
+            "GuardPolicy",
+            "NodeOps",
+            "Ops",
+        )
     },
 }
 
@@ -64,10 +82,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BudgetExhausted",
+    "BudgetPolicy",
     "CacheAnswer",
     "CachePolicy",
     "ConfigurationError",
     "CorpusIndexError",
+    "DegradePolicy",
     "GraphopsError",
     "GuardPolicy",
     "IngestError",
@@ -76,6 +97,7 @@ __all__ = [
     "NodeOps",
     "Ops",
     "PromptRegistry",
+    "ProvidersUnavailable",
     "RefusedError",
     "RegistryPrompts",
     "RunError",

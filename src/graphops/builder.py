@@ -21,8 +21,14 @@ before. Around them, at most two nodes and one control callback:
 * telemetry is the pipeline's callback handler, bound into the compiled graph's
   config after the scope's: no node is wrapped.
 
-Per-node options (timeout, retry) become LangGraph's own node options. Every
-private LangGraph shape used here goes through :mod:`graphops._compat.langgraph`.
+With a budget (``Ops.budget``) every run has a deadline, set as its scope
+opens, and each user node runs inside :func:`graphops.resilience.budget.budgeted`:
+an attempt gets ``min(NodeOps.timeout, time left)``, sync nodes too. With a
+degradation ladder (``Ops.degrade``) the graph's default LangGraph
+``error_handler`` is graphops' ladder (:mod:`graphops.resilience.degrade`),
+unless the graph set one of its own. ``NodeOps.retry`` is LangGraph's own
+``retry_policy``, never retrying past the run's deadline. Every private LangGraph
+shape used here goes through :mod:`graphops._compat.langgraph`.
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast, get_type_hints
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Checkpointer, Send, TimeoutPolicy
+from langgraph.types import Checkpointer, RetryPolicy, Send
 
 from graphops._compat import langgraph as compat
-from graphops.errors import UserError
-from graphops.policies import CachePolicy, GuardPolicy, NodeOps, Ops
+from graphops.errors import BudgetExhausted, UserError
+from graphops.policies import BudgetPolicy, CachePolicy, DegradePolicy, GuardPolicy, NodeOps, Ops
+from graphops.resilience.budget import budgeted
+from graphops.resilience.degrade import degrade_handler
 from graphops.runtime import RunScope, ScopeHandler
 from graphops.steps.base import Step, run_at_close
 from graphops.steps.cache import cache_lookup_step, cache_store_step
@@ -112,6 +120,8 @@ def _check_ops(ops: Any) -> Ops:
     for name, policy, kind in (
         ("guard", ops.guard, GuardPolicy),
         ("cache", ops.cache, CachePolicy),
+        ("budget", ops.budget, BudgetPolicy),
+        ("degrade", ops.degrade, DegradePolicy),
     ):
         if policy is not None and not isinstance(policy, kind):
             raise UserError(
@@ -130,15 +140,53 @@ def _with_ops_key(schema: type[Any], name: str) -> type[Any]:
     return cast(type[Any], TypedDict(name, fields, total=False))  # type: ignore[operator]
 
 
-def _node_spec(spec: Any, options: NodeOps | None) -> Any:
-    """A copy of the user's node spec, with graphops' options where the user set none."""
+def _node_spec(
+    name: str,
+    spec: Any,
+    options: NodeOps | None,
+    ops: Ops,
+    graph: str,
+    metrics: Metrics | None,
+) -> Any:
+    """A copy of the user's node spec, held to the budget, with graphops' options where
+    the user set none."""
     changes: dict[str, Any] = {}
-    if options is not None:
-        if options.timeout is not None and spec.timeout is None:
-            changes["timeout"] = TimeoutPolicy(run_timeout=options.timeout)
-        if options.retry is not None and not spec.retry_policy:
-            changes["retry_policy"] = options.retry
+    stage = options.timeout if options is not None else None
+    if options is not None and options.retry is not None and not spec.retry_policy:
+        changes["retry_policy"] = options.retry
+    retry = changes.get("retry_policy", spec.retry_policy)
+    if retry and ops.budget is not None:
+        changes["retry_policy"] = _within_deadline(retry)
+    if (
+        (ops.budget is not None or stage is not None)
+        and not spec.is_error_handler
+        and not compat.is_subgraph(spec.runnable)
+    ):
+        changes["runnable"] = budgeted(
+            name, spec.runnable, stage_s=stage, policy=ops.budget, graph=graph, metrics=metrics
+        )
     return compat.copy_spec(spec, **changes)
+
+
+def _within_deadline(retry: RetryPolicy | Sequence[RetryPolicy]) -> Any:
+    """``retry`` that never retries an attempt stopped by the run's deadline.
+
+    Its next attempt would have no time at all; LangGraph's own wait before it
+    would only run the run past its deadline.
+    """
+    policies = [retry] if isinstance(retry, RetryPolicy) else list(retry)
+    return [p._replace(retry_on=_unless_out_of_time(p.retry_on)) for p in policies]
+
+
+def _unless_out_of_time(retry_on: Any) -> Callable[[Exception], bool]:
+    def retry_if(exc: Exception) -> bool:
+        if isinstance(exc, BudgetExhausted) and exc.kind == "run":
+            return False
+        if callable(retry_on) and not isinstance(retry_on, type):
+            return bool(retry_on(exc))
+        return isinstance(exc, retry_on)
+
+    return retry_if
 
 
 def _rerouted(
@@ -210,7 +258,12 @@ def _tail_if_needed() -> compat.BranchSpec:
 
 
 def _copy_user_graph(
-    user: StateGraph[Any], new: StateGraph[Any], ops: Ops, tail: bool
+    user: StateGraph[Any],
+    new: StateGraph[Any],
+    ops: Ops,
+    tail: bool,
+    graph: str,
+    metrics: Metrics | None,
 ) -> tuple[list[str], dict[str, compat.BranchSpec], list[str]]:
     """Copy nodes, channels and non-START edges; START's edges back, and the nodes that may end.
 
@@ -230,7 +283,7 @@ def _copy_user_graph(
     new.managed.update(user.managed)
     compat.copy_defaults(user, new)
     for name, spec in user.nodes.items():
-        new.nodes[name] = _node_spec(spec, ops.nodes.get(name))
+        new.nodes[name] = _node_spec(name, spec, ops.nodes.get(name), ops, graph, metrics)
     new.edges.update((a, b) for a, b in user.edges if a != START)
     new.waiting_edges.update(user.waiting_edges)
     for source, branches in user.branches.items():
@@ -344,7 +397,9 @@ def build_observed_graph(
     if ops.guard is not None:
         at_close.append(settle_step(ops.guard.limiter))
 
-    steps_on = bool(head)
+    # the budget's deadline and the ladder's record need the run scope and the channel
+    steps_on = bool(head) or ops.budget is not None or ops.degrade is not None
+    graph_name = name or "graph"
     new: StateGraph[Any] = StateGraph(
         user.state_schema,
         user.context_schema,
@@ -353,7 +408,16 @@ def build_observed_graph(
         if steps_on
         else user.output_schema,
     )
-    start_targets, start_branches, ending = _copy_user_graph(user, new, ops, steps_on)
+    start_targets, start_branches, ending = _copy_user_graph(
+        user, new, ops, steps_on, graph_name, metrics
+    )
+    if ops.degrade is not None and not compat.has_default_error_handler(new):
+        ladders = {n: o.degrade for n, o in ops.nodes.items() if o.degrade is not None}
+        stale = ops.cache.stale if ops.cache is not None else None
+        handler_node = degrade_handler(
+            ops.degrade, ladders, stale=stale, graph=graph_name, metrics=metrics
+        )
+        new.set_node_defaults(error_handler=handler_node)
     if steps_on:
         compat.add_schema(new, _with_ops_key(user.state_schema, "GraphopsState"))
         compat.add_schema(new, _NoState)
@@ -373,7 +437,6 @@ def build_observed_graph(
         for branch_name, spec in start_branches.items():
             new.branches[START][branch_name] = spec
 
-    graph_name = name or "graph"
     try:
         compiled = new.compile(checkpointer=checkpointer, store=store, cache=cache, name=graph_name)
     except ValueError as exc:  # LangGraph's own validation of the graph as given
@@ -388,6 +451,7 @@ def build_observed_graph(
                 graph_name,
                 trace_of=handler.trace_of if handler is not None else None,
                 on_close=(_at_close(at_close, metrics, handler),) if at_close else (),
+                budget=ops.budget,
             )
         )
     if telemetry is not None:

@@ -13,9 +13,11 @@ GraphopsError
 │   └── InvalidInputError     a question, a path or a URL that cannot be used as given
 └── RunError                  it failed at run time
     ├── ModelError            a chat or embedding model could not be loaded or called
+    │   └── ProvidersUnavailable  every provider of a resilient chat model failed or was open
     ├── IngestError           a source could not be read, fetched or decoded
     ├── CorpusIndexError      the vector index is missing, corrupt or built by another model
     ├── StorageError          graphops' database is locked by another process, damaged or unusable
+    ├── BudgetExhausted       a node ran out of its run's time budget or its stage limit
     └── RefusedError          the guard refused the run (with GuardPolicy(on_refusal="raise"))
         └── SlotRefused       no concurrency slot came in time (graphops.limits.slots)
 ```
@@ -30,12 +32,14 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "BudgetExhausted",
     "ConfigurationError",
     "CorpusIndexError",
     "GraphopsError",
     "IngestError",
     "InvalidInputError",
     "ModelError",
+    "ProvidersUnavailable",
     "RefusedError",
     "RunError",
     "StorageError",
@@ -67,6 +71,18 @@ class ModelError(RunError):
     """A chat or embedding model could not be loaded or called."""
 
 
+class ProvidersUnavailable(ModelError):
+    """No provider of a resilient chat model answered: each failed, was open, or had no time.
+
+    ``attempts`` lists what happened to each provider, in chain order, as
+    ``(provider, outcome)`` pairs (``"open"``, ``"deadline"``, or the error's type name).
+    """
+
+    def __init__(self, message: str, attempts: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
 class IngestError(RunError):
     """A source document could not be read, fetched or decoded."""
 
@@ -77,6 +93,22 @@ class CorpusIndexError(RunError):
 
 class StorageError(RunError):
     """graphops' database is locked by another process, damaged, or cannot be opened."""
+
+
+class BudgetExhausted(RunError):
+    """A node attempt was stopped, or not started, because its time ran out.
+
+    ``kind`` is ``"run"`` when the run's deadline passed (nothing later in the run can
+    have more time: no retry is made) and ``"stage"`` when the node's own limit
+    passed with run time left. ``limit_s`` is the time the attempt was given.
+    """
+
+    def __init__(self, node: str, kind: str, limit_s: float) -> None:
+        what = "the run's deadline" if kind == "run" else "its stage limit"
+        super().__init__(f"node {node!r} stopped at {what} ({limit_s:.3f} s given)")
+        self.node = node
+        self.kind = kind
+        self.limit_s = limit_s
 
 
 class RefusedError(RunError):

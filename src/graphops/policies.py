@@ -3,14 +3,15 @@
 Policies are small immutable value objects, in the manner of tenacity's strategies
 and httpx's ``Timeout``; the code that applies them lives in :mod:`graphops.steps`
 and :mod:`graphops.builder`. A step whose policy is ``None`` is off and inserts
-nothing: no node, no wrapper, no cost. Only what works is here: the time budget,
-failover and the cache tiers arrive with their own issues.
+nothing: no node, no wrapper, no cost. The cache tiers are not built yet
+(:class:`CachePolicy` says what it does today); failover lives in the model layer
+(:mod:`graphops.models.resilient`), not in the graph.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,13 +26,23 @@ from graphops.limits.slot_store import SlotStore
 from graphops.limits.slots import Slots
 from graphops.limits.slots_memory import MemorySlotStore
 from graphops.limits.store import LimitStore
+from graphops.resilience.budget import BudgetPolicy
+from graphops.resilience.degrade import DegradeLevel, DegradePolicy, check_levels
 from graphops.validation import input_problem
 
 if TYPE_CHECKING:
     from graphops.observe.telemetry import Telemetry
     from graphops.runtime import RunScope
 
-__all__ = ["CacheAnswer", "CachePolicy", "GuardPolicy", "NodeOps", "Ops"]
+__all__ = [
+    "BudgetPolicy",
+    "CacheAnswer",
+    "CachePolicy",
+    "DegradePolicy",
+    "GuardPolicy",
+    "NodeOps",
+    "Ops",
+]
 
 
 @dataclass(frozen=True)
@@ -192,17 +203,42 @@ class CachePolicy:
         """
         return False
 
+    def stale(self, state: Any, scope: RunScope) -> Mapping[str, Any] | None:
+        """A stale answer for a run that is degrading: its state update, or None (not built).
+
+        The first level of the degradation ladder asks this; until the cache tiers
+        exist there is nothing stale to give.
+        """
+        return None
+
 
 @dataclass(frozen=True)
 class NodeOps:
-    """Per-node settings, applied through LangGraph's own node options."""
+    """Per-node settings.
+
+    ``timeout`` is the node's stage limit: each attempt gets ``min(timeout, the
+    run's time left)``, sync nodes included (see :mod:`graphops.resilience.budget`).
+    ``retry`` is LangGraph's own ``retry_policy`` (never retrying past the run's
+    deadline). ``degrade`` is this node's own degradation ladder (``()``: it fails
+    instead of degrading); None takes ``Ops.degrade``'s.
+    """
 
     timeout: float | None = None
-    retry: RetryPolicy | None = None
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None
+    degrade: tuple[DegradeLevel, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.timeout is not None and self.timeout <= 0:
-            raise ValueError("NodeOps.timeout must be a positive number of seconds")
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, int | float)
+            or not 0 < self.timeout < float("inf")
+        ):
+            raise ConfigurationError(
+                f"NodeOps.timeout is {self.timeout!r}: give a positive number of seconds"
+            )
+        if self.degrade is not None:
+            check_levels("NodeOps.degrade", self.degrade)
+            object.__setattr__(self, "degrade", tuple(self.degrade))
 
 
 @dataclass(frozen=True)
@@ -216,10 +252,22 @@ class Ops:
 
     guard: GuardPolicy | None = None
     cache: CachePolicy | None = None
+    budget: BudgetPolicy | None = None
+    degrade: DegradePolicy | None = None
     telemetry: Telemetry | Literal["default"] | None = "default"
     nodes: Mapping[str, NodeOps] = field(default_factory=dict)
 
     @classmethod
     def all_steps(cls, telemetry: Telemetry | Literal["default"] | None = "default") -> Ops:
-        """Every step that works today on with its default policy: the guard and the cache."""
-        return cls(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry)
+        """Every step on with its default policy: guard, cache, budget and degradation.
+
+        The default ladder has no embeddings, so it skips the extractive level: give
+        ``DegradePolicy(embeddings=…)`` for it.
+        """
+        return cls(
+            guard=GuardPolicy(),
+            cache=CachePolicy(),
+            budget=BudgetPolicy(),
+            degrade=DegradePolicy(),
+            telemetry=telemetry,
+        )

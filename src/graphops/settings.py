@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         None, description="An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server)."
     )
+    fallback_models: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None,
+        description="Chat models tried in order when chat_model fails (comma-separated specs, "
+        "or none); default: local after a remote chat_model.",
+    )
+    llm_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds one LLM request may take at most."
+    )
+    llm_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Attempts per provider for transient errors, the first included.",
+    )
     n_threads: int = Field(1, ge=1, le=256, description="CPU threads for the local runtime.")
     n_ctx: int = Field(4096, ge=256, le=131072, description="Local chat model context size.")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -78,6 +92,11 @@ class Settings(BaseSettings):
     )
     limits_timeout: float = Field(
         0.05, gt=0, le=10, description="Seconds one admission may wait for Redis."
+    )
+
+    # the time budget
+    run_timeout: float = Field(
+        60.0, gt=0, le=3600, description="Seconds one run may take (a run's timeout_s overrides)."
     )
 
     # ingestion over HTTP
@@ -107,6 +126,32 @@ class Settings(BaseSettings):
         raise ValueError(
             f"{value!r} is not a model spec: use 'local', 'openai:<model>' or 'google:<model>'"
         )
+
+    @field_validator("fallback_models", mode="before")
+    @classmethod
+    def _split_fallbacks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = tuple(p for p in (p.strip() for p in value.split(",")) if p)
+            return () if parts in ((), ("none",)) else parts
+        return value
+
+    @field_validator("fallback_models")
+    @classmethod
+    def _fallback_specs(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for spec in value or ():
+            cls._model_spec(spec)
+        return value
+
+    @property
+    def chat_chain(self) -> tuple[str, ...]:
+        """The chat models in the order they are tried: ``chat_model``, then the fallbacks.
+
+        Without ``fallback_models``, a remote ``chat_model`` falls back to the local one.
+        """
+        fallbacks = self.fallback_models
+        if fallbacks is None:
+            fallbacks = () if self.chat_model == "local" else ("local",)
+        return tuple(dict.fromkeys([self.chat_model, *fallbacks]))
 
     @field_validator("data_dir", "prompts_dir", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Command, RetryPolicy, Send, TimeoutPolicy
+from langgraph.types import Command, RetryPolicy, Send
 from typing_extensions import TypedDict
 
 from graphops.builder import build_observed_graph
@@ -159,7 +159,8 @@ def test_the_drawing_shows_the_inserted_steps(telemetry: Telemetry) -> None:
     assert "plan -.-> graphops_tail;" not in drawing and "sub -.-> graphops_tail;" not in drawing
     observed = build_observed_graph(tricky_graph(), ops=Ops.all_steps(telemetry=telemetry))
     inserted = set(observed.get_graph().nodes) - set(tricky_graph().compile().get_graph().nodes)
-    assert inserted == {"graphops_head", "graphops_tail"}
+    # and the degradation ladder, as LangGraph's default error handler node
+    assert inserted == {"graphops_head", "graphops_tail", "__default_error_handler__"}
     plain = build_observed_graph(tricky_graph(), ops=Ops(telemetry=telemetry)).get_graph()
     assert set(plain.nodes) == set(tricky_graph().compile().get_graph().nodes)
 
@@ -200,20 +201,38 @@ async def test_nodes_and_edges_as_a_mapping(telemetry: Telemetry) -> None:
     assert (await routed.ainvoke({}))["log"] == ["first", "second"]
 
 
-def test_node_options_become_langgraph_node_options(telemetry: Telemetry) -> None:
+def test_node_options_apply_to_the_node(telemetry: Telemetry) -> None:
     retry = RetryPolicy(max_attempts=5)
     ops = Ops(telemetry=telemetry, nodes={"work": NodeOps(timeout=5.0, retry=retry)})
     app = build_observed_graph(tricky_graph(), ops=ops)
     spec = app.builder.nodes["work"]
-    assert spec.timeout == TimeoutPolicy(run_timeout=5.0)
+    # the stage limit is graphops' own (it shrinks to the run's time left), not a
+    # TimeoutPolicy fixed at compile time; the retry policy is LangGraph's
+    assert spec.timeout is None and spec.runnable.name == "work"
+    assert "budgeted" in spec.runnable.func.__qualname__  # held to its limit by graphops
     assert spec.retry_policy == retry
-    assert app.builder.nodes["plan"].timeout is None
+    assert "budgeted" not in app.builder.nodes["plan"].runnable.func.__qualname__
 
 
-def test_a_timeout_on_a_sync_node_is_a_user_error(telemetry: Telemetry) -> None:
-    ops = Ops(telemetry=telemetry, nodes={"plan": NodeOps(timeout=5.0)})
-    with pytest.raises(UserError, match="only supported for async nodes"):
-        build_observed_graph(tricky_graph(), ops=ops)
+async def test_a_timeout_on_a_sync_node_holds(telemetry: Telemetry) -> None:
+    """LangGraph refuses timeouts on sync nodes; graphops' stage limit holds them too."""
+    import time as clock
+
+    from graphops.errors import BudgetExhausted
+
+    def slow(state: State) -> State:
+        clock.sleep(2.0)
+        return {"log": ["slow"]}
+
+    ops = Ops(telemetry=telemetry, nodes={"slow": NodeOps(timeout=0.1)})
+    app = build_observed_graph({"slow": slow}, state_schema=State, ops=ops)
+    started = clock.monotonic()
+    with pytest.raises(BudgetExhausted, match="stage limit") as caught:
+        app.invoke({})
+    assert caught.value.node == "slow" and caught.value.kind == "stage"
+    with pytest.raises(BudgetExhausted):
+        await app.ainvoke({})
+    assert clock.monotonic() - started < 2.0  # neither run waited for the sleeping thread
 
 
 async def test_a_compiled_graph_is_accepted(telemetry: Telemetry) -> None:

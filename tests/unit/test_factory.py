@@ -8,6 +8,7 @@ from graphops.errors import ConfigurationError
 from graphops.models import make_chat_model, make_embeddings
 from graphops.models.local_chat import ChatLocalLlama
 from graphops.models.local_embeddings import LocalMiniLMEmbeddings
+from graphops.models.resilient import ResilientChatModel
 from graphops.settings import Settings
 
 
@@ -40,24 +41,49 @@ def test_missing_api_key_names_the_variable(spec: str, variable: str) -> None:
         make_embeddings(Settings(embeddings_model=spec), env={})
 
 
-def test_remote_providers_are_langchain_models() -> None:
+def test_remote_providers_are_langchain_models_in_a_resilient_chain() -> None:
     env = {"OPENAI_API_KEY": "sk-test", "GEMINI_API_KEY": "g-test"}
     openai = make_chat_model(Settings(chat_model="openai:gpt-4o-mini"), env=env)
-    assert isinstance(openai, ChatOpenAI)
-    assert openai.model_name == "gpt-4o-mini"
-    google = make_chat_model(Settings(chat_model="google:gemini-2.5-flash"), env=env)
-    assert isinstance(google, ChatGoogleGenerativeAI)
+    assert isinstance(openai, ResilientChatModel)
+    primary, fallback = openai.links
+    assert (primary.name, fallback.name) == ("openai:gpt-4o-mini", "local")
+    assert isinstance(primary.model, ChatOpenAI) and isinstance(fallback.model, ChatLocalLlama)
+    assert primary.model.model_name == "gpt-4o-mini" and openai.model_name == "gpt-4o-mini"
+    # one retry loop (the chain's), and a request timeout the deadline can only shorten
+    assert primary.model.max_retries == 0 and primary.model.request_timeout == 30.0
+    assert primary.timeout_kwarg == "timeout" and fallback.timeout_kwarg is None
+    google = make_chat_model(
+        Settings(chat_model="google:gemini-2.5-flash", fallback_models="openai:gpt-4o-mini"),
+        env=env,
+    )
+    assert isinstance(google, ResilientChatModel)
+    assert [link.name for link in google.links] == ["google:gemini-2.5-flash", "openai:gpt-4o-mini"]
+    assert isinstance(google.links[0].model, ChatGoogleGenerativeAI)
+    assert google.links[0].model.max_retries == 1  # the Google SDK's "no retry"
+    alone = make_chat_model(
+        Settings(chat_model="openai:gpt-4o-mini", fallback_models="none"), env=env
+    )
+    assert isinstance(alone, ResilientChatModel) and len(alone.links) == 1
     assert isinstance(
         make_embeddings(Settings(embeddings_model="openai:text-embedding-3-small"), env=env),
         OpenAIEmbeddings,
     )
 
 
+def test_a_bad_fallback_spec_is_a_configuration_error() -> None:
+    from graphops.settings import load_settings
+
+    with pytest.raises(ConfigurationError, match="not a model spec"):
+        load_settings(fallback_models="openai")
+
+
 def test_openai_compatible_server_needs_no_key() -> None:
     settings = Settings(chat_model="openai:qwen", openai_base_url="http://127.0.0.1:8000/v1")
     chat = make_chat_model(settings, env={})
-    assert isinstance(chat, ChatOpenAI)
-    assert str(chat.openai_api_base) == "http://127.0.0.1:8000/v1"
+    assert isinstance(chat, ResilientChatModel)
+    inner = chat.links[0].model
+    assert isinstance(inner, ChatOpenAI)
+    assert str(inner.openai_api_base) == "http://127.0.0.1:8000/v1"
 
 
 def test_api_keys_never_show_in_the_model_repr() -> None:

@@ -174,7 +174,10 @@ def test_llm_in_flight_wraps_the_chat_model_of_a_limited_provider(tmp_path: Path
         settings.model_copy(update={"chat_model": "openai:gpt-4o-mini"}),
         env={"OPENAI_API_KEY": "sk-test"},
     )
-    assert isinstance(remote, ConcurrencyLimitedChatModel) and remote.max_in_flight == 8
+    # each link of the resilient chain carries its own provider's limit
+    openai, fallback = (link.model for link in remote.links)  # type: ignore[attr-defined]
+    assert isinstance(openai, ConcurrencyLimitedChatModel) and openai.max_in_flight == 8
+    assert isinstance(fallback, ConcurrencyLimitedChatModel) and fallback.max_in_flight == 1
     unlimited = settings_with(tmp_path, "llm_in_flight: {openai: 8}\n")
     assert not isinstance(make_chat_model(unlimited, env={}), ConcurrencyLimitedChatModel)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import pytest
@@ -250,7 +250,14 @@ async def test_a_run_the_head_did_not_start_ends_at_the_tail_once(
     assert scope_handler(app).open_runs() == 0 and telemetry.handler.open_runs() == 0
 
 
-async def test_a_node_exception_closes_the_scope_once(telemetry: Telemetry, exporter: Any) -> None:
+def _failing(telemetry: Telemetry) -> Ops:
+    """Every step but the degradation ladder, so a node's exception reaches the caller."""
+    return replace(Ops.all_steps(telemetry=telemetry), degrade=None)
+
+
+async def test_a_degraded_run_closes_the_scope_once_and_is_not_stored(
+    telemetry: Telemetry, exporter: Any
+) -> None:
     seen = Seen()
 
     def fails(state: State, config: RunnableConfig) -> State:
@@ -262,6 +269,31 @@ async def test_a_node_exception_closes_the_scope_once(telemetry: Telemetry, expo
     graph.add_edge(START, "fails")
     graph.add_edge("fails", END)
     app = build_observed_graph(graph, ops=Ops.all_steps(telemetry=telemetry))
+    out = await app.ainvoke({"question": "q"}, as_user("ann"))
+    assert out["graphops"]["degraded"] == {
+        "level": "refusal",
+        "reason": "error",
+        "node": "fails",
+        "error": "ValueError",
+    }
+    assert [e for _, e in seen.closed] == ["ok"]
+    assert seen.outcomes[-1]["cache_store"] == {"stored": False, "reason": "degraded"}
+    assert spans_named(exporter, "settle") == 1
+    assert scope_handler(app).open_runs() == 0
+
+
+async def test_a_node_exception_closes_the_scope_once(telemetry: Telemetry, exporter: Any) -> None:
+    seen = Seen()
+
+    def fails(state: State, config: RunnableConfig) -> State:
+        seen.note(config)
+        raise ValueError("boom")
+
+    graph = StateGraph(State)
+    graph.add_node("fails", fails)
+    graph.add_edge(START, "fails")
+    graph.add_edge("fails", END)
+    app = build_observed_graph(graph, ops=_failing(telemetry))
     with pytest.raises(ValueError, match="boom"):
         await app.ainvoke({"question": "q"}, as_user("ann"))
     assert [e for _, e in seen.closed] == ["error"]
@@ -465,9 +497,7 @@ async def test_a_failed_run_resumed_by_another_user_is_that_users_run(
     graph.add_node("flaky", flaky)
     graph.add_edge(START, "flaky")
     graph.add_edge("flaky", END)
-    app = build_observed_graph(
-        graph, ops=Ops.all_steps(telemetry=telemetry), checkpointer=InMemorySaver()
-    )
+    app = build_observed_graph(graph, ops=_failing(telemetry), checkpointer=InMemorySaver())
     with pytest.raises(RuntimeError):
         await app.ainvoke({"question": "q"}, as_user("ann", "r"))
     # what `graphops ask --thread r --resume` does: continue from the last checkpoint

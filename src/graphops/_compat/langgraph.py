@@ -36,10 +36,12 @@ __all__ = [
     "branch",
     "copy_defaults",
     "copy_spec",
+    "has_default_error_handler",
     "is_bubble_up",
     "is_conditional_edge_run",
     "is_interrupt",
     "is_state_channel",
+    "is_subgraph",
     "is_update_state_run",
     "plain_node",
 ]
@@ -77,6 +79,22 @@ def copy_defaults(user: StateGraph[Any], new: StateGraph[Any]) -> None:
     if DEFAULT_ERROR_HANDLER_NODE in user.nodes:
         defaults.error_handler = None
     new._node_defaults = defaults
+
+
+def has_default_error_handler(builder: StateGraph[Any]) -> bool:
+    """Whether ``builder`` has a default error handler (``set_node_defaults``), or its node."""
+    return (
+        builder._node_defaults.error_handler is not None
+        or DEFAULT_ERROR_HANDLER_NODE in builder.nodes
+    )
+
+
+def is_subgraph(runnable: Any) -> bool:
+    """Whether a node's runnable is a graph (LangGraph finds subgraphs by their type: a
+    wrapper around one would hide it from ``get_state(subgraphs=True)`` and streaming)."""
+    from langgraph.pregel import Pregel
+
+    return isinstance(runnable, Pregel)
 
 
 def add_schema(builder: StateGraph[Any], schema: type[Any]) -> None:

@@ -69,6 +69,8 @@ def _openai_chat(settings: Settings, name: str, env: Mapping[str, str]) -> BaseC
         temperature=settings.temperature,
         max_completion_tokens=settings.max_tokens,
         stream_usage=True,
+        max_retries=0,  # the resilient model's loop is the one retry loop
+        timeout=settings.llm_timeout,
     )
 
 
@@ -80,6 +82,8 @@ def _google_chat(settings: Settings, name: str, env: Mapping[str, str]) -> BaseC
         google_api_key=_api_key("google", f"google:{name}", env),
         temperature=settings.temperature,
         max_output_tokens=settings.max_tokens,
+        max_retries=1,  # the Google SDK reads 0 as "its default"; 1 is one attempt, no retry
+        timeout=settings.llm_timeout,
     )
 
 
@@ -132,15 +136,38 @@ def _build(
 def make_chat_model(settings: Settings, env: Mapping[str, str] | None = None) -> BaseChatModel:
     """The chat model ``settings.chat_model`` names (nothing loads until its first call).
 
-    When the limits file (``GRAPHOPS_LIMITS_FILE``) caps its provider's calls in
-    flight (``llm_in_flight``), the model comes wrapped in that limit.
+    A remote model comes as a :class:`~graphops.models.resilient.ResilientChatModel`
+    over ``settings.chat_chain`` (by default: it, then the local model): retries
+    inside the run's deadline, a circuit breaker per model (shared through
+    ``GRAPHOPS_REDIS_URL`` when set), fallback down the chain. The local model alone
+    comes bare: retrying or breaking a model in this process protects nothing.
+    When the limits file (``GRAPHOPS_LIMITS_FILE``) caps a provider's calls in
+    flight (``llm_in_flight``), its model comes wrapped in that limit.
     """
     from graphops.limits.config import limited_chat
 
-    model: BaseChatModel = _build(
-        _CHAT, settings.chat_model, settings, os.environ if env is None else env
+    environ = os.environ if env is None else env
+    chain = settings.chat_chain
+    models = {
+        spec: limited_chat(settings, _build(_CHAT, spec, settings, environ)) for spec in chain
+    }
+    if chain == ("local",):
+        return models["local"]
+    from graphops.models.resilient import resilient_chat
+    from graphops.resilience.retry import RetryPolicy
+
+    return resilient_chat(
+        models, retry=RetryPolicy(attempts=settings.llm_attempts), breaker_store=_breakers(settings)
     )
-    return limited_chat(settings, model)
+
+
+def _breakers(settings: Settings) -> Any:
+    """The breakers' shared store: Redis when ``GRAPHOPS_REDIS_URL`` is set, else per process."""
+    if settings.redis_url is None:
+        return None
+    from graphops.resilience.breaker_redis import RedisBreakerStore
+
+    return RedisBreakerStore.from_url(settings.redis_url, timeout=settings.limits_timeout)
 
 
 def make_embeddings(settings: Settings, env: Mapping[str, str] | None = None) -> Embeddings:

@@ -459,3 +459,17 @@ def node_span(config: RunnableConfig) -> Span:
             if opened is not None:
                 return opened.span
     return INVALID_SPAN
+
+
+def llm_span(run_manager: Any) -> Span:
+    """The span of the LLM call ``run_manager`` runs; a no-op span when telemetry is off.
+
+    What a chat model wrapper annotates (who answered, its retries and fallbacks).
+    """
+    run_id = getattr(run_manager, "run_id", None)
+    for handler in getattr(run_manager, "handlers", None) or ():
+        if isinstance(handler, TelemetryHandler) and run_id is not None:
+            opened = handler._open.get(run_id)
+            if opened is not None:
+                return opened.span
+    return INVALID_SPAN

@@ -6,8 +6,8 @@ names are the convention's attributes with ``_`` for ``.``). Labels stay
 low-cardinality: users appear only as a *user class* (``anonymous``, ``user`` or a
 class you assign), never as raw ids.
 
-Metrics for later steps (cache, guard, breaker, budget, variants, degradation) are
-registered now so dashboards and alert rules can be written against stable names.
+Metrics for later steps (cache, variants) are registered now so dashboards and
+alert rules can be written against stable names.
 
 Multiprocess mode (several workers behind one port): set
 ``PROMETHEUS_MULTIPROC_DIR`` to an empty folder before the workers start; every
@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     make_asgi_app,
     start_http_server,
@@ -140,6 +141,53 @@ class Metrics:
             "graphops_quota_settled_tokens",
             "Tokens charged (direction=charge) or refunded (direction=refund) at settlement.",
             ["direction"],
+            registry=r,
+        )
+        # counted by the budget, the resilient chat model and the degradation ladder
+        # (graphops.resilience, graphops.models.resilient)
+        self.budget_exhausted = Counter(
+            "graphops_budget_exhausted",
+            "Node attempts stopped because the run's deadline or the node's stage limit passed.",
+            ["graph", "node"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "graphops_breaker_state",
+            "A provider's circuit breaker as this process last saw it: "
+            "0 closed, 1 half-open, 2 open.",
+            ["provider"],
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "graphops_breaker_transitions",
+            "Circuit breaker state changes seen by this process.",
+            ["provider", "from_state", "to_state"],
+            registry=r,
+        )
+        self.llm_retries = Counter(
+            "graphops_llm_retries",
+            "Retries of failed LLM calls (outcome=retried), and retries not made "
+            "(outcome=budget: the retry budget was spent; deadline: no time left).",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.llm_fallbacks = Counter(
+            "graphops_llm_fallbacks",
+            "Calls a provider did not answer that went to the next one in the chain.",
+            ["from_provider", "to_provider", "reason"],
+            registry=r,
+        )
+        self.degraded = Counter(
+            "graphops_degraded",
+            "Runs answered on the degradation ladder, by level and reason.",
+            ["graph", "level", "reason"],
+            registry=r,
+        )
+        self.prompt_stale = Counter(
+            "graphops_prompt_stale",
+            "Prompt lookups served from the last good versions because the registry failed.",
+            ["prompt"],
             registry=r,
         )
 

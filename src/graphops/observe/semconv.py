@@ -67,15 +67,23 @@ CACHE_STORE_SKIPPED = "graphops.cache.store_skipped"  # … and why not (cache_h
 SETTLED_LLM_CALLS = "graphops.settled.llm_calls"  # on settle: the run's usage, as settled
 SETTLED_INPUT_TOKENS = "graphops.settled.input_tokens"
 SETTLED_OUTPUT_TOKENS = "graphops.settled.output_tokens"
-BUDGET_LEFT = "graphops.budget.left_s"
+BUDGET_LEFT = "graphops.budget.left_s"  # on a node span: the run's time left as it started
+BUDGET_LIMIT = "graphops.budget.limit_s"  # … and the time its attempt was given
+BUDGET_EXHAUSTED_EVENT = "graphops.budget.exhausted"
 BREAKER_STATE = "graphops.breaker.state"
+BREAKER_EVENT = "graphops.breaker.transition"
+ANSWERED_BY = "graphops.llm.provider"  # on an LLM span of a resilient model: who answered
+FALLBACK_EVENT = "graphops.llm.fallback"
+RETRY_LLM_EVENT = "graphops.llm.retry"
 PROMPT_NAME = "graphops.prompt.name"  # on an LLM span: the prompt it was sent
 PROMPT_VERSION = "graphops.prompt.version"  # its registry number, or file:<hash>
 NODE_PROMPTS = "graphops.prompts"  # on a node span: every name@version it used
 RUN_PROMPTS = "graphops.run.prompts"  # on the root span: every name@version of the run
 PROMPT_METADATA = "graphops_prompt"  # run metadata a prompt template carries its ref in
 VARIANT = "graphops.variant"
-DEGRADED = "graphops.degraded"
+DEGRADED = "graphops.degraded"  # on the node span that degraded: the level
+DEGRADED_REASON = "graphops.degraded.reason"
+DEGRADED_EVENT = "graphops.degraded"
 
 # how LangChain's ls_provider values map to gen_ai.provider.name
 PROVIDERS = {

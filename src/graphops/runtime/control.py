@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -37,6 +37,9 @@ from graphops._compat.langgraph import (
 )
 from graphops.runtime.scope import Identity, RunEnd, RunScope
 
+if TYPE_CHECKING:
+    from graphops.resilience.budget import BudgetPolicy
+
 __all__ = ["ScopeHandler", "run_scope"]
 
 
@@ -45,7 +48,8 @@ class ScopeHandler(BaseCallbackHandler):
 
     ``graph`` names the graph; ``trace_of(run_id)`` (the telemetry handler's) gives
     the run's trace id; ``on_close(scope)`` hooks run when each scope closes, in the
-    order given and before any hook a node registers on the scope.
+    order given and before any hook a node registers on the scope; ``budget`` sets
+    each run's deadline as it opens (a bad per-run ``timeout_s`` fails the run there).
     """
 
     run_inline = True
@@ -57,8 +61,10 @@ class ScopeHandler(BaseCallbackHandler):
         *,
         trace_of: Callable[[UUID], str | None] | None = None,
         on_close: tuple[Callable[[RunScope], object], ...] = (),
+        budget: BudgetPolicy | None = None,
     ) -> None:
         self.graph = graph
+        self._budget = budget
         self._trace_of = trace_of
         self._on_close = on_close
         self._scopes: dict[UUID, RunScope] = {}  # root run → its scope
@@ -98,6 +104,8 @@ class ScopeHandler(BaseCallbackHandler):
         if is_update_state_run(kwargs.get("name")):
             return
         scope = RunScope(str(run_id), self.graph, Identity.from_metadata(metadata or {}))
+        if self._budget is not None:
+            scope.deadline = self._budget.deadline_for(scope.started, metadata or {})
         trace_of = self._trace_of
         if trace_of is not None:
             scope.trace_of = lambda: trace_of(run_id)

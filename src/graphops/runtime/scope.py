@@ -87,6 +87,7 @@ class RunScope:
     identity: Identity
     started: float = field(default_factory=time.monotonic)
     deadline: float | None = None  # time.monotonic() value; None: no deadline
+    budget_read: bool = False  # whether the run's own budget (configurable) was read
     admission: Mapping[str, Any] | None = None  # what the guard decided for this run
     admitted: Any = None  # the limiter's admission (its token reservations), settled at close
     usage: Usage = field(default_factory=Usage)

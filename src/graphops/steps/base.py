@@ -118,6 +118,8 @@ def run_steps(
                 _routed(span, step.name, goto)
         if result.stop is not None:
             break
+    if not steps and route is not None:  # a head with no step (the budget alone): go on
+        goto = route(None)
     update[OPS_KEY] = dict(scope.outcomes)
     return update, goto
 
@@ -168,6 +170,8 @@ async def arun_steps(
                 _routed(span, step.name, goto)
         if result.stop is not None:
             break
+    if not steps:
+        goto = await route(None)
     update[OPS_KEY] = dict(scope.outcomes)
     return update, goto
 

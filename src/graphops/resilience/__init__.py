@@ -1,0 +1,1 @@
+"""Deadlines, retries, circuit breakers, fallbacks and the degradation ladder."""
