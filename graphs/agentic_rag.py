@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
 import anyio.to_thread
+from langchain_core.embeddings import Embeddings
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, HumanMessage
@@ -49,17 +50,19 @@ from pydantic import BaseModel, ValidationError
 
 from graphops.builder import build_observed_graph
 from graphops.errors import InvalidInputError
-from graphops.policies import CachePolicy, GuardPolicy, Ops
+from graphops.policies import BudgetPolicy, CachePolicy, DegradePolicy, GuardPolicy, NodeOps, Ops
 from graphops.prompts import PromptSource, aprompt
 from graphops.settings import Settings
 
 __all__ = [
+    "STAGE_LIMITS",
     "RagDeps",
     "RagState",
     "build_agentic_rag",
     "default_deps",
     "graph",
     "plain",
+    "reference_ops",
 ]
 
 NO_STREAM = [
@@ -351,10 +354,60 @@ def build_agentic_rag(deps: RagDeps | Callable[[], RagDeps]) -> StateGraph[RagSt
     return builder
 
 
-plain: StateGraph[RagState] = build_agentic_rag(default_deps)
+STAGE_LIMITS: dict[str, float] = {
+    "generate_query_or_respond": 5.0,
+    "retrieve": 10.0,
+    "grade_documents": 15.0,
+    "rewrite_question": 10.0,
+    "generate_answer": 30.0,
+}
+"""Seconds each node's attempt may take (the seed service's stages), inside the run's budget."""
+
+
+def reference_ops(
+    *,
+    guard: GuardPolicy | None = None,
+    embeddings: Embeddings | None = None,
+    settings: Settings | None = None,
+    telemetry: Any = "default",
+) -> Ops:
+    """The ops the reference graph runs with: guard, cache, a budget with stage limits, the ladder.
+
+    The budget is ``settings.run_timeout`` (60 s by default); the ladder answers from
+    the retrieved passages with ``embeddings`` (the retriever's), else refuses politely.
+    """
+    return Ops(
+        guard=guard or GuardPolicy(),
+        cache=CachePolicy(),
+        budget=BudgetPolicy(total_s=settings.run_timeout if settings is not None else 60.0),
+        degrade=DegradePolicy(embeddings=embeddings),
+        nodes={name: NodeOps(timeout=seconds) for name, seconds in STAGE_LIMITS.items()},
+        telemetry=telemetry,
+    )
+
+
+class _DepsEmbeddings(Embeddings):
+    """The retriever's embeddings of lazily built deps: the ladder's, loaded when it first ranks."""
+
+    def __init__(self, deps: _Lazy) -> None:
+        self._deps = deps
+
+    def _inner(self) -> Embeddings:
+        return self._deps.get().retriever.embeddings  # type: ignore[attr-defined, no-any-return]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._inner().embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._inner().embed_query(text)
+
+
+_deps = _Lazy(default_deps)
+
+plain: StateGraph[RagState] = build_agentic_rag(_deps.get)
 """The reference graph, uncompiled, on the configured models (loaded on first use)."""
 
 graph: CompiledStateGraph[Any, Any, Any, Any] = build_observed_graph(
-    plain, ops=Ops(guard=GuardPolicy(), cache=CachePolicy()), name="agentic_rag"
+    plain, ops=reference_ops(embeddings=_DepsEmbeddings(_deps)), name="agentic_rag"
 )
 """The same graph through graphops: what ``langgraph.json`` serves."""

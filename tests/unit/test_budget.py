@@ -53,6 +53,7 @@ def _graph(*nodes: tuple[str, Any]) -> StateGraph[State]:
         {"reserve_s": -0.1},
         {"total_s": 10.0, "max_total_s": 5.0},
         {"override_key": ""},
+        {"sync_nodes": "fork"},
     ],
 )
 def test_bad_budget_values_are_configuration_errors(changes: dict[str, Any]) -> None:
@@ -126,6 +127,24 @@ def test_a_sync_run_ends_on_time_while_its_thread_runs_on() -> None:
         app.invoke({"question": "q"})
     assert not finished.is_set()  # the run returned while the node still slept
     assert finished.wait(10)  # Python cannot kill it: it finishes on its own, unheeded
+
+
+def test_inline_sync_nodes_are_checked_before_each_attempt_but_not_cut_off() -> None:
+    calls: list[str] = []
+
+    def slow(state: State) -> State:
+        calls.append(threading.current_thread().name)
+        time.sleep(0.5)
+        return {"log": ["slow"]}
+
+    app = build_observed_graph(
+        _graph(("slow", slow), ("after", lambda s: {"log": ["after"]})),
+        ops=Ops(budget=BudgetPolicy(total_s=0.3, reserve_s=0.05, sync_nodes="inline")),
+    )
+    with pytest.raises(BudgetExhausted) as caught:
+        app.invoke({"question": "q"})
+    # the slow node ran to its end in the caller's thread; the next found no time left
+    assert calls == [threading.current_thread().name] and caught.value.node == "after"
 
 
 def test_each_run_has_its_own_deadline_and_may_ask_for_its_own_budget() -> None:

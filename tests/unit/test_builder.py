@@ -209,7 +209,7 @@ def test_node_options_apply_to_the_node(telemetry: Telemetry) -> None:
     # the stage limit is graphops' own (it shrinks to the run's time left), not a
     # TimeoutPolicy fixed at compile time; the retry policy is LangGraph's
     assert spec.timeout is None and spec.runnable.name == "work"
-    assert "budgeted" in spec.runnable.func.__qualname__  # held to its limit by graphops
+    assert "budgeted" in spec.runnable.afunc.__qualname__  # held to its limit by graphops
     assert spec.retry_policy == retry
     assert "budgeted" not in app.builder.nodes["plan"].runnable.func.__qualname__
 

@@ -13,6 +13,7 @@ import operator
 from typing import Annotated, Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
@@ -171,3 +172,40 @@ def test_shape_compiled_graphs_attach_a_branch_without_a_reader() -> None:
     assert compiled.invoke({"x": 1})["log"] == ["a", "z"]
     assert seen == [{"log": ["a"]}] * 2  # what the node returned: no state was read
     assert "a -.-> z;" in compiled.get_graph().draw_mermaid()  # and the drawing has the edge
+
+
+def test_shape_plain_node_bodies_can_be_swapped_keeping_their_injected_arguments() -> None:
+    def body(state: State) -> State:
+        return {"log": ["body"]}
+
+    async def abody(state: State, config: RunnableConfig) -> State:
+        return {"log": ["abody"]}
+
+    graph = StateGraph(State)
+    graph.add_node("sync", body)
+    graph.add_node("async", abody)
+    func, afunc, takes_config = compat.node_body(graph.nodes["sync"].runnable)  # type: ignore[misc]
+    assert func is body and afunc is not None and takes_config is False
+    func, afunc, takes_config = compat.node_body(graph.nodes["async"].runnable)  # type: ignore[misc]
+    assert func is None and afunc is abody and takes_config is True
+    assert compat.node_body(_graph().compile()) is None  # a subgraph is no plain node
+    seen: list[Any] = []
+
+    def swapped(state: State, **kwargs: Any) -> State:
+        seen.append(kwargs.get("config"))
+        return body(state)
+
+    node = compat.with_body(graph.nodes["sync"].runnable, swapped, None)
+    assert node.invoke({}, {"tags": ["t"]}) == {"log": ["body"]}
+    assert seen and seen[0]["tags"] == ["t"]  # the config is passed in, though body takes none
+    assert graph.nodes["sync"].runnable.func is body  # the original is not changed
+
+
+def test_shape_default_error_handlers_and_subgraphs_are_recognised() -> None:
+    graph = _graph()
+    assert not compat.has_default_error_handler(graph)
+    graph.set_node_defaults(error_handler=lambda state: {"log": ["handled"]})
+    assert compat.has_default_error_handler(graph)
+    compiled = graph.compile()
+    assert compat.has_default_error_handler(compiled.builder)
+    assert compat.is_subgraph(compiled) and not compat.is_subgraph(graph.nodes["a"].runnable)

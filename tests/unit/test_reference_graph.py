@@ -200,3 +200,34 @@ def test_langgraph_json_points_at_a_compiled_graph() -> None:
         compiled = getattr(module, attribute)
         assert hasattr(compiled, "ainvoke")
         assert "generate_answer" in compiled.get_graph().nodes
+
+
+async def test_the_answer_degrades_to_cited_passages_when_every_model_is_down(
+    retriever: CorpusRetriever,
+) -> None:
+    """The reference ops: a generation that fails answers from the graded passages."""
+    from graphops.errors import ProvidersUnavailable
+    from graphs.agentic_rag import STAGE_LIMITS, reference_ops
+
+    healthy = scripted(relevant=lambda d: "GOOGLE_API_KEY" in d)
+
+    def respond(messages: list[BaseMessage]) -> str:
+        if messages[0].text.startswith("You answer questions about graphops"):
+            raise ProvidersUnavailable("no provider answered (openai: open, local: ModelError)")
+        assert healthy.respond is not None
+        return healthy.respond(messages)
+
+    deps = RagDeps(
+        chat=ScriptedChatModel(respond=respond),
+        retriever=retriever,
+        prompts=PromptLibrary(ROOT / "prompts"),
+    )
+    ops = reference_ops(embeddings=retriever.embeddings, telemetry=None)
+    assert {n: o.timeout for n, o in ops.nodes.items()} == STAGE_LIMITS
+    app = build_observed_graph(build_agentic_rag(deps), ops=ops, name="agentic_rag")
+    state = await app.ainvoke({"question": "How do I use Gemini as the chat model?"}, CONFIG)
+    assert state["graphops"]["degraded"]["level"] == "extractive"
+    assert state["graphops"]["degraded"]["node"] == "generate_answer"
+    assert state["sources"] and "[1]" in state["answer"]
+    assert isinstance(state["messages"][-1], AIMessage)
+    assert state["messages"][-1].text == state["answer"]

@@ -13,13 +13,14 @@ breaking a run. ``pyproject.toml`` pins LangGraph to the minor range tested.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import Runnable
 from langgraph._internal._constants import INTERRUPT
-from langgraph._internal._runnable import RunnableCallable
+from langgraph._internal._runnable import KWARGS_CONFIG_KEYS, RunnableCallable
 from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from langgraph.graph import StateGraph
 from langgraph.graph._branch import BranchSpec
@@ -43,7 +44,9 @@ __all__ = [
     "is_state_channel",
     "is_subgraph",
     "is_update_state_run",
+    "node_body",
     "plain_node",
+    "with_body",
 ]
 
 INTERRUPT_KEY: str = INTERRUPT
@@ -87,6 +90,31 @@ def has_default_error_handler(builder: StateGraph[Any]) -> bool:
         builder._node_defaults.error_handler is not None
         or DEFAULT_ERROR_HANDLER_NODE in builder.nodes
     )
+
+
+_CONFIG_ACCEPT = next((k[2], k[3]) for k in KWARGS_CONFIG_KEYS if k[0] == "config")
+
+
+def node_body(
+    runnable: Any,
+) -> tuple[Callable[..., Any] | None, Callable[..., Any] | None, bool] | None:
+    """A plain node's functions (sync, async) and whether they take ``config``; None for
+    any other runnable. LangGraph gives a sync function an ``afunc`` of its own that runs
+    it in an executor (a ``functools.partial``)."""
+    if type(runnable) is not RunnableCallable or runnable.explode_args:
+        return None
+    return runnable.func, runnable.afunc, "config" in runnable.func_accepts
+
+
+def with_body(
+    runnable: Any, func: Callable[..., Any] | None, afunc: Callable[..., Awaitable[Any]] | None
+) -> Runnable[Any, Any]:
+    """A copy of a plain node calling ``func``/``afunc`` instead, with the same injected
+    arguments plus ``config`` (one runnable layer, not a wrapper around the node)."""
+    new = copy.copy(runnable)
+    new.func, new.afunc = func, afunc
+    new.func_accepts = {**runnable.func_accepts, "config": _CONFIG_ACCEPT}
+    return cast(Runnable[Any, Any], new)
 
 
 def is_subgraph(runnable: Any) -> bool:

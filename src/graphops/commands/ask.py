@@ -107,6 +107,8 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         await guard.drain()  # the quota's settlement and the slot's release, before the loop ends
         telemetry.shutdown()
     _raise_if_refused(state)
+    from graphops.steps.channel import ops_of
+
     finished = spans.get_finished_spans()
     roots = build_tree(finished)
     trace_id = f"{finished[0].context.trace_id:032x}" if finished else None
@@ -115,6 +117,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         "answer": state.get("answer", ""),
         "route": state.get("route"),
         "low_confidence": bool(state.get("low_confidence")),
+        "degraded": ops_of(state).get("degraded"),
         "sources": [
             {
                 "id": s,
@@ -180,6 +183,12 @@ def _print_ask(result: dict[str, Any], streamed: bool) -> None:
             print(f"  [{i}] {source['id']}" + (f" ({where})" if where else ""))
     if result["low_confidence"]:
         print("  (no passage was judged relevant; answered from the closest ones)")
+    degraded = result.get("degraded")
+    if degraded:
+        print(
+            f"  (degraded: {degraded['level']} answer, because {degraded['node']} failed: "
+            f"{degraded['reason']})"
+        )
     print(f"\nTrace {result['trace_id']}:")
     print(result["trace"])
     print(f"\nthread {result['thread_id']} (continue with --thread {result['thread_id']})")

@@ -44,8 +44,7 @@ def observed_reference(
     from graphops.builder import build_observed_graph
     from graphops.observe import Telemetry
     from graphops.observe.tracing import exporters_named
-    from graphops.policies import CachePolicy, Ops
-    from graphs.agentic_rag import RagDeps, build_agentic_rag
+    from graphs.agentic_rag import RagDeps, build_agentic_rag, reference_ops
 
     policy = guard if guard is not None else reference_guard(settings)
 
@@ -63,7 +62,9 @@ def observed_reference(
         retriever = deps.retriever.model_copy(update={"embeddings": embeddings})
         return build_observed_graph(
             build_agentic_rag(dataclasses.replace(deps, retriever=retriever)),
-            ops=Ops(guard=policy, cache=CachePolicy(), telemetry=telemetry),
+            ops=reference_ops(
+                guard=policy, embeddings=embeddings, settings=settings, telemetry=telemetry
+            ),
             checkpointer=saver,
             name=REFERENCE_GRAPH,
         )

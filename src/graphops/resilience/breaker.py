@@ -42,7 +42,7 @@ from typing import Literal, NamedTuple
 from graphops.errors import ConfigurationError
 from graphops.limits.store import StoreUnavailable
 from graphops.resilience.breaker_memory import MemoryBreakerStore
-from graphops.resilience.breaker_store import BreakerStore, Reason, Reply, State
+from graphops.resilience.breaker_store import BreakerStore, Caller, Reason, Reply, State
 
 __all__ = ["BreakerPolicy", "CircuitBreaker", "Permit", "Reason", "State", "Transition"]
 
@@ -164,10 +164,11 @@ class CircuitBreaker:
         self.on_transition = on_transition
         self._clock = clock
         self._who = uuid.uuid4().hex
+        self._caller = self._local_caller = Caller(name, policy, self._who)
         self._lock = threading.Lock()
         self._seen = _Seen(-1, -1, "closed")
         self._local: MemoryBreakerStore | None = None
-        self._source = 0
+        self._source = 0  # 0: the store; n: the n-th fallback
         self._fallbacks = 0
         self._retry_at = 0.0
 
@@ -176,7 +177,7 @@ class CircuitBreaker:
         """Leave to call the provider now, or None: the breaker is open (or all probes are out)."""
         if self._local is None or self._due():
             try:
-                reply = self.store.permit(self.name, self.policy, self._who, self._seen.store)
+                reply = self.store.permit(self._caller)
             except StoreUnavailable as exc:
                 self._fall_back(exc)
             else:
@@ -184,23 +185,19 @@ class CircuitBreaker:
         local, source = self._fallback()
         if local is None:  # another thread found the store back meanwhile
             return self.permit()
-        reply = local.permit(self.name, self.policy, self._who, self._seen.fallback)
-        return self._granted(reply, source)
+        return self._granted(local.permit(self._local_caller), source)
 
     def record(self, permit: Permit, *, ok: bool, duration_s: float) -> State:
         """Count how a permitted call went (slow if it took ``slow_call_s`` or more); the state."""
-        failed, slow = not ok, duration_s >= self.policy.slow_call_s
+        outcome = (not ok) | (duration_s >= self.policy.slow_call_s) << 1
         if permit.source == 0 and (self._local is None or self._due()):
             try:
-                reply = self.store.record(
-                    self.name, self.policy, self._who, self._seen.store, permit.epoch, permit.token,
-                    failed, slow,
-                )  # fmt: skip
+                reply = self.store.record(self._caller, permit.epoch, permit.token, outcome)
             except StoreUnavailable as exc:
                 self._fall_back(exc)
                 return self._seen.state
             return self._noted(reply, 0)
-        return self._record_locally(permit, failed, slow)
+        return self._record_locally(permit, outcome)
 
     def release(self, permit: Permit) -> State:
         """The call ended saying nothing about the provider: free its probe slot, count nothing.
@@ -212,9 +209,7 @@ class CircuitBreaker:
             return self._seen.state
         if permit.source == 0 and (self._local is None or self._due()):
             try:
-                reply = self.store.release(
-                    self.name, self.policy, self._who, self._seen.store, permit.epoch, token
-                )
+                reply = self.store.release(self._caller, permit.epoch, token)
             except StoreUnavailable as exc:
                 self._fall_back(exc)
                 return self._seen.state
@@ -223,25 +218,11 @@ class CircuitBreaker:
 
     def state(self) -> State:
         """The state now (OPEN until a permit is asked after ``open_s``)."""
-        if self._local is None or self._due():
-            try:
-                reply = self.store.state(self.name, self.policy, self._who, self._seen.store)
-            except StoreUnavailable as exc:
-                self._fall_back(exc)
-            else:
-                return self._noted(reply, 0)
-        return self._plain_locally("state") or self.state()
+        return self._ask("state")
 
     def reset(self) -> State:
         """Back to CLOSED with an empty window, for every process that shares the store."""
-        if self._local is None or self._due():
-            try:
-                reply = self.store.reset(self.name, self.policy, self._who, self._seen.store)
-            except StoreUnavailable as exc:
-                self._fall_back(exc)
-            else:
-                return self._noted(reply, 0)
-        return self._plain_locally("reset") or self.reset()
+        return self._ask("reset")
 
     # ------------------------------------------------------------ async
     async def apermit(self) -> Permit | None:
@@ -250,9 +231,7 @@ class CircuitBreaker:
             return self.permit()
         if self._local is None or self._due():
             try:
-                reply = await self.store.apermit(
-                    self.name, self.policy, self._who, self._seen.store
-                )
+                reply = await self.store.apermit(self._caller)
             except StoreUnavailable as exc:
                 self._fall_back(exc)
             else:
@@ -260,25 +239,21 @@ class CircuitBreaker:
         local, source = self._fallback()
         if local is None:
             return await self.apermit()
-        reply = local.permit(self.name, self.policy, self._who, self._seen.fallback)
-        return self._granted(reply, source)
+        return self._granted(local.permit(self._local_caller), source)
 
     async def arecord(self, permit: Permit, *, ok: bool, duration_s: float) -> State:
         """:meth:`record`, without blocking the event loop."""
         if not self.store.remote:
             return self.record(permit, ok=ok, duration_s=duration_s)
-        failed, slow = not ok, duration_s >= self.policy.slow_call_s
+        outcome = (not ok) | (duration_s >= self.policy.slow_call_s) << 1
         if permit.source == 0 and (self._local is None or self._due()):
             try:
-                reply = await self.store.arecord(
-                    self.name, self.policy, self._who, self._seen.store, permit.epoch, permit.token,
-                    failed, slow,
-                )  # fmt: skip
+                reply = await self.store.arecord(self._caller, permit.epoch, permit.token, outcome)
             except StoreUnavailable as exc:
                 self._fall_back(exc)
                 return self._seen.state
             return self._noted(reply, 0)
-        return self._record_locally(permit, failed, slow)
+        return self._record_locally(permit, outcome)
 
     async def arelease(self, permit: Permit) -> State:
         """:meth:`release`, without blocking the event loop."""
@@ -287,9 +262,7 @@ class CircuitBreaker:
             return self.release(permit)
         if permit.source == 0 and (self._local is None or self._due()):
             try:
-                reply = await self.store.arelease(
-                    self.name, self.policy, self._who, self._seen.store, permit.epoch, token
-                )
+                reply = await self.store.arelease(self._caller, permit.epoch, token)
             except StoreUnavailable as exc:
                 self._fall_back(exc)
                 return self._seen.state
@@ -298,56 +271,54 @@ class CircuitBreaker:
 
     async def astate(self) -> State:
         """:meth:`state`, without blocking the event loop."""
-        if not self.store.remote:
-            return self.state()
-        if self._local is None or self._due():
-            try:
-                reply = await self.store.astate(self.name, self.policy, self._who, self._seen.store)
-            except StoreUnavailable as exc:
-                self._fall_back(exc)
-            else:
-                return self._noted(reply, 0)
-        return self._plain_locally("state") or await self.astate()
+        return await self._aask("state")
 
     async def areset(self) -> State:
         """:meth:`reset`, without blocking the event loop."""
-        if not self.store.remote:
-            return self.reset()
+        return await self._aask("reset")
+
+    # ------------------------------------------------------------ routing and the fallback
+    def _ask(self, op: Literal["state", "reset"]) -> State:
         if self._local is None or self._due():
             try:
-                reply = await self.store.areset(self.name, self.policy, self._who, self._seen.store)
+                reply: Reply = getattr(self.store, op)(self._caller)
             except StoreUnavailable as exc:
                 self._fall_back(exc)
             else:
                 return self._noted(reply, 0)
-        return self._plain_locally("reset") or await self.areset()
+        local, source = self._fallback()
+        if local is None:
+            return self._ask(op)
+        return self._noted(getattr(local, op)(self._local_caller), source)
 
-    # ------------------------------------------------------------ the fallback
-    def _record_locally(self, permit: Permit, failed: bool, slow: bool) -> State:
+    async def _aask(self, op: Literal["state", "reset"]) -> State:
+        if not self.store.remote:
+            return self._ask(op)
+        if self._local is None or self._due():
+            try:
+                reply: Reply = await getattr(self.store, f"a{op}")(self._caller)
+            except StoreUnavailable as exc:
+                self._fall_back(exc)
+            else:
+                return self._noted(reply, 0)
+        local, source = self._fallback()
+        if local is None:
+            return await self._aask(op)
+        return self._noted(getattr(local, op)(self._local_caller), source)
+
+    def _record_locally(self, permit: Permit, outcome: int) -> State:
         """Count on the fallback a permit it gave; drop any other (its store is not asked)."""
         local, source = self._fallback()
         if local is None or permit.source != source:
             return self._seen.state
-        reply = local.record(
-            self.name, self.policy, self._who, -1, permit.epoch, permit.token, failed, slow
-        )
+        reply = local.record(self._local_caller, permit.epoch, permit.token, outcome)
         return self._noted(reply, source)
 
     def _release_locally(self, permit: Permit, token: str) -> State:
         local, source = self._fallback()
         if local is None or permit.source != source:
             return self._seen.state
-        reply = local.release(self.name, self.policy, self._who, -1, permit.epoch, token)
-        return self._noted(reply, source)
-
-    def _plain_locally(self, op: Literal["state", "reset"]) -> State | None:
-        """``op`` on the fallback; None if there is none any more (ask the store again)."""
-        local, source = self._fallback()
-        if local is None:
-            return None
-        if op == "state":
-            return self._noted(local.state(self.name, self.policy, self._who, -1), source)
-        return self._noted(local.reset(self.name, self.policy, self._who, -1), source)
+        return self._noted(local.release(self._local_caller, permit.epoch, token), source)
 
     def _due(self) -> bool:
         """Whether this caller is the one (in a second) to try the unanswering store again."""
@@ -411,11 +382,11 @@ class CircuitBreaker:
                 return reply.state  # older than what we know, or from a store we left
             events = self._revealed(reply, known, seen.state)
             epoch = max(reply.epoch, known)
-            self._seen = (
-                _Seen(epoch, seen.fallback, reply.state)
-                if source == 0
-                else _Seen(seen.store, epoch, reply.state)
-            )
+            if source == 0:
+                self._seen = _Seen(epoch, seen.fallback, reply.state)
+                self._caller = Caller(self.name, self.policy, self._who, epoch)
+            else:
+                self._seen = _Seen(seen.store, epoch, reply.state)
         for event in events:
             self._emit(event)
         return reply.state
@@ -436,13 +407,8 @@ class CircuitBreaker:
         return [_observed(name, before, reply.state)]
 
     def _emit(self, event: Transition) -> None:
-        _log.info(
-            "circuit breaker %r: %s -> %s (%s)",
-            event.name,
-            event.from_state,
-            event.to_state,
-            event.reason,
-        )
+        what = (event.name, event.from_state, event.to_state, event.reason)
+        _log.info("circuit breaker %r: %s -> %s (%s)", *what)
         callback = self.on_transition
         if callback is None:
             return

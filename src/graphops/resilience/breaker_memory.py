@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from graphops.resilience.breaker_store import Change, Reason, Reply, State
+from graphops.resilience.breaker_store import Caller, Change, Reason, Reply, State
 
 if TYPE_CHECKING:
     from graphops.resilience.breaker import BreakerPolicy
@@ -89,9 +89,10 @@ class MemoryBreakerStore:
             self._circuits[name] = _Circuit(policy.window, state, self.clock())
 
     # ------------------------------------------------------------ the BreakerStore protocol
-    def permit(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
+    def permit(self, caller: Caller) -> Reply:
+        policy = caller.policy
         with self._lock:
-            c = self._circuit(name, policy)
+            c = self._circuit(caller.name, policy)
             if c.state == "closed":
                 return c.steady
             now = self.clock()
@@ -99,8 +100,8 @@ class MemoryBreakerStore:
                 if now < c.opened_at + policy.open_s:
                     return c.steady
                 last = c.last
-                rates = (last.failure_rate, last.slow_rate) if last is not None else (0.0, 0.0)
-                self._move(c, "half_open", "wait_elapsed", *rates, who)
+                rates = last.rates if last is not None else (0.0, 0.0)
+                self._move(c, "half_open", "wait_elapsed", *rates, caller.who)
             elif c.probes:
                 for token in [t for t, lapses in c.probes.items() if lapses <= now]:
                     del c.probes[token]
@@ -111,19 +112,10 @@ class MemoryBreakerStore:
             c.probes[token] = now + policy.probe_ttl_s
             return Reply("half_open", c.epoch, True, token, c.last)
 
-    def record(
-        self,
-        name: str,
-        policy: BreakerPolicy,
-        who: str,
-        seen: int,
-        epoch: int,
-        token: str | None,
-        failed: bool,
-        slow: bool,
-    ) -> Reply:
+    def record(self, caller: Caller, epoch: int, token: str | None, outcome: int) -> Reply:
+        policy, failed, slow = caller.policy, outcome & 1, outcome >> 1
         with self._lock:
-            c = self._circuit(name, policy)
+            c = self._circuit(caller.name, policy)
             if epoch != c.epoch:
                 return c.steady
             if token is None:
@@ -136,16 +128,20 @@ class MemoryBreakerStore:
                     c.slow -= old >> 1
                 else:
                     c.n += 1
-                ring[at] = failed | slow << 1
+                ring[at] = outcome
                 c.next = at + 1 if at + 1 < len(ring) else 0
                 c.failed += failed
                 c.slow += slow
                 if c.n >= policy.min_calls:
                     failure_rate, slow_rate = c.failed / c.n, c.slow / c.n
                     if failure_rate >= policy.failure_rate:
-                        return self._move(c, "open", "failure_rate", failure_rate, slow_rate, who)
+                        return self._move(
+                            c, "open", "failure_rate", failure_rate, slow_rate, caller.who
+                        )
                     if slow_rate >= policy.slow_rate:
-                        return self._move(c, "open", "slow_rate", failure_rate, slow_rate, who)
+                        return self._move(
+                            c, "open", "slow_rate", failure_rate, slow_rate, caller.who
+                        )
                 return c.steady
             lapses = c.probes.pop(token, None)
             if lapses is None or lapses <= self.clock():
@@ -157,54 +153,40 @@ class MemoryBreakerStore:
                 return c.steady
             failure_rate, slow_rate = c.done_failed / c.done, c.done_slow / c.done
             if failure_rate >= policy.failure_rate or slow_rate >= policy.slow_rate:
-                return self._move(c, "open", "probes_failed", failure_rate, slow_rate, who)
-            return self._move(c, "closed", "probes_ok", failure_rate, slow_rate, who)
+                return self._move(c, "open", "probes_failed", failure_rate, slow_rate, caller.who)
+            return self._move(c, "closed", "probes_ok", failure_rate, slow_rate, caller.who)
 
-    def release(
-        self, name: str, policy: BreakerPolicy, who: str, seen: int, epoch: int, token: str
-    ) -> Reply:
+    def release(self, caller: Caller, epoch: int, token: str) -> Reply:
         with self._lock:
-            c = self._circuit(name, policy)
+            c = self._circuit(caller.name, caller.policy)
             if epoch == c.epoch:
                 c.probes.pop(token, None)
             return c.steady
 
-    def state(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
+    def state(self, caller: Caller) -> Reply:
         with self._lock:
-            return self._circuit(name, policy).steady
+            return self._circuit(caller.name, caller.policy).steady
 
-    def reset(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
+    def reset(self, caller: Caller) -> Reply:
         with self._lock:
-            c = self._circuit(name, policy)
+            c = self._circuit(caller.name, caller.policy)
             rates = (c.failed / c.n, c.slow / c.n) if c.n else (0.0, 0.0)
-            return self._move(c, "closed", "reset", *rates, who)
+            return self._move(c, "closed", "reset", *rates, caller.who)
 
-    async def apermit(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
-        return self.permit(name, policy, who, seen)
+    async def apermit(self, caller: Caller) -> Reply:
+        return self.permit(caller)
 
-    async def arecord(
-        self,
-        name: str,
-        policy: BreakerPolicy,
-        who: str,
-        seen: int,
-        epoch: int,
-        token: str | None,
-        failed: bool,
-        slow: bool,
-    ) -> Reply:
-        return self.record(name, policy, who, seen, epoch, token, failed, slow)
+    async def arecord(self, caller: Caller, epoch: int, token: str | None, outcome: int) -> Reply:
+        return self.record(caller, epoch, token, outcome)
 
-    async def arelease(
-        self, name: str, policy: BreakerPolicy, who: str, seen: int, epoch: int, token: str
-    ) -> Reply:
-        return self.release(name, policy, who, seen, epoch, token)
+    async def arelease(self, caller: Caller, epoch: int, token: str) -> Reply:
+        return self.release(caller, epoch, token)
 
-    async def astate(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
-        return self.state(name, policy, who, seen)
+    async def astate(self, caller: Caller) -> Reply:
+        return self.state(caller)
 
-    async def areset(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
-        return self.reset(name, policy, who, seen)
+    async def areset(self, caller: Caller) -> Reply:
+        return self.reset(caller)
 
     def close(self) -> None:
         """Nothing to release."""

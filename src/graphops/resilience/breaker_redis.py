@@ -43,7 +43,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio.to_thread
 import redis
@@ -57,7 +57,7 @@ from redis.retry import Retry
 from graphops.errors import ConfigurationError
 from graphops.limits.redis import _check_url, _redacted
 from graphops.limits.store import StoreUnavailable
-from graphops.resilience.breaker_store import Change, Reason, Reply, State
+from graphops.resilience.breaker_store import Caller, Change, Reason, Reply, State
 
 if TYPE_CHECKING:
     from graphops.resilience.breaker import BreakerPolicy
@@ -65,6 +65,11 @@ if TYPE_CHECKING:
 __all__ = ["RedisBreakerStore"]
 
 _PRELUDE = """
+-- KEYS: the hash, the probes. ARGV[1]: the policy, words apart (window, min_calls,
+-- failure_rate, slow_rate, open_ms, half_open_calls, probe_ms, ttl_ms); ARGV[2]: who
+-- asks; ARGV[3]: the newest epoch it knows; then the operation's own arguments.
+-- Every reply: {state, epoch, permitted, token, ms left of OPEN[, the last transition:
+-- from, reason, calls, failed, slow, by]} (the transition only if newer than ARGV[3]).
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local key, probes = KEYS[1], KEYS[2]
 local p = {}
@@ -141,7 +146,8 @@ return reply(1, token)
 """
 
 _RECORD = """
-local epoch, token, failed, slow = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local epoch, token, outcome = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local failed, slow = outcome % 2, math.floor(outcome / 2)
 if epoch ~= gen then return reply(0, '') end
 if token == '' and st == 'closed' then
   local field = 'r' .. i
@@ -152,7 +158,7 @@ if token == '' and st == 'closed' then
     n = n + 1
   end
   f, s, i = f + failed, s + slow, (i + 1) % window
-  redis.call('HSET', key, field, failed + 2 * slow, 'n', n, 'f', f, 's', s, 'i', i)
+  redis.call('HSET', key, field, outcome, 'n', n, 'f', f, 's', s, 'i', i)
   dirty = true
   if n >= min_calls then
     if f / n >= failure_rate then move('open', 'failure_rate', n, f, s)
@@ -198,30 +204,17 @@ _SCRIPTS = {
     }.items()
 }
 
-_STATES: dict[bytes, State] = {b"closed": "closed", b"half_open": "half_open", b"open": "open"}
-_REASONS: dict[bytes, Reason] = {
-    b"failure_rate": "failure_rate",
-    b"slow_rate": "slow_rate",
-    b"wait_elapsed": "wait_elapsed",
-    b"probes_ok": "probes_ok",
-    b"probes_failed": "probes_failed",
-    b"reset": "reset",
-}
-
 
 def _parse(raw: list[Any]) -> tuple[Reply, int]:
     """The script's reply, and the ms left of an OPEN wait."""
-    state = _STATES[raw[0]]
+    state = cast(State, raw[0].decode())
     last = None
     if len(raw) > 5:
         calls = int(raw[7])
+        failure_rate, slow_rate = (int(raw[8]) / calls, int(raw[9]) / calls) if calls else (0, 0)
+        reason = cast(Reason, raw[6].decode())
         last = Change(
-            _STATES[raw[5]],
-            state,
-            _REASONS[raw[6]],
-            int(raw[8]) / calls if calls else 0.0,
-            int(raw[9]) / calls if calls else 0.0,
-            raw[10].decode(),
+            cast(State, raw[5].decode()), state, reason, failure_rate, slow_rate, raw[10].decode()
         )
     token = raw[3].decode() or None
     return Reply(state, int(raw[1]), raw[2] == 1, token, last), int(raw[4])
@@ -247,12 +240,11 @@ class RedisBreakerStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         for what, value in (("timeout", timeout), ("ttl_s", ttl_s), ("fresh_s", fresh_s)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigurationError(f"RedisBreakerStore {what} is {value!r}: give seconds")
-            if not math.isfinite(value) or value < 0 or (value == 0 and what != "fresh_s"):
+            number = not isinstance(value, bool) and isinstance(value, int | float)
+            if not number or not 0 <= value < math.inf or (value == 0 and what != "fresh_s"):
+                least = "0 or more" if what == "fresh_s" else "above 0"
                 raise ConfigurationError(
-                    f"RedisBreakerStore {what} is {value!r}: give a finite number of seconds "
-                    + ("from 0" if what == "fresh_s" else "above 0")
+                    f"RedisBreakerStore {what} is {value!r}: give seconds, {least}"
                 )
         self.label = _redacted(url) if isinstance(url, str) else repr(url)
         try:
@@ -293,66 +285,41 @@ class RedisBreakerStore:
         return [base, f"{base}:probes"]
 
     # ------------------------------------------------------------ the BreakerStore protocol
-    def permit(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
-        fresh = self._fresh.get(name)
+    def permit(self, caller: Caller) -> Reply:
+        fresh = self._fresh.get(caller.name)
         if fresh is not None and self._clock() < fresh[0]:
             return fresh[1]
-        return self._run("permit", name, policy, who, seen)
+        return self._run("permit", caller)
 
-    async def apermit(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
-        fresh = self._fresh.get(name)
+    async def apermit(self, caller: Caller) -> Reply:
+        fresh = self._fresh.get(caller.name)
         if fresh is not None and self._clock() < fresh[0]:
             return fresh[1]
-        return await self._arun("permit", name, policy, who, seen)
+        return await self._arun("permit", caller)
 
-    def record(
-        self,
-        name: str,
-        policy: BreakerPolicy,
-        who: str,
-        seen: int,
-        epoch: int,
-        token: str | None,
-        failed: bool,
-        slow: bool,
-    ) -> Reply:
-        return self._run("record", name, policy, who, seen, epoch, token or "", +failed, +slow)
+    def record(self, caller: Caller, epoch: int, token: str | None, outcome: int) -> Reply:
+        return self._run("record", caller, epoch, token or "", outcome)
 
-    async def arecord(
-        self,
-        name: str,
-        policy: BreakerPolicy,
-        who: str,
-        seen: int,
-        epoch: int,
-        token: str | None,
-        failed: bool,
-        slow: bool,
-    ) -> Reply:
-        args = (epoch, token or "", +failed, +slow)
-        return await self._arun("record", name, policy, who, seen, *args)
+    async def arecord(self, caller: Caller, epoch: int, token: str | None, outcome: int) -> Reply:
+        return await self._arun("record", caller, epoch, token or "", outcome)
 
-    def release(
-        self, name: str, policy: BreakerPolicy, who: str, seen: int, epoch: int, token: str
-    ) -> Reply:
-        return self._run("release", name, policy, who, seen, epoch, token)
+    def release(self, caller: Caller, epoch: int, token: str) -> Reply:
+        return self._run("release", caller, epoch, token)
 
-    async def arelease(
-        self, name: str, policy: BreakerPolicy, who: str, seen: int, epoch: int, token: str
-    ) -> Reply:
-        return await self._arun("release", name, policy, who, seen, epoch, token)
+    async def arelease(self, caller: Caller, epoch: int, token: str) -> Reply:
+        return await self._arun("release", caller, epoch, token)
 
-    def state(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
-        return self._run("state", name, policy, who, seen)
+    def state(self, caller: Caller) -> Reply:
+        return self._run("state", caller)
 
-    async def astate(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
-        return await self._arun("state", name, policy, who, seen)
+    async def astate(self, caller: Caller) -> Reply:
+        return await self._arun("state", caller)
 
-    def reset(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
-        return self._run("reset", name, policy, who, seen)
+    def reset(self, caller: Caller) -> Reply:
+        return self._run("reset", caller)
 
-    async def areset(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
-        return await self._arun("reset", name, policy, who, seen)
+    async def areset(self, caller: Caller) -> Reply:
+        return await self._arun("reset", caller)
 
     def close(self) -> None:
         """Close the sync client; clients of other event loops are dropped with their loops."""
@@ -366,52 +333,36 @@ class RedisBreakerStore:
             await side[0].aclose()
 
     # ------------------------------------------------------------ calls
-    def _args(
-        self, policy: BreakerPolicy, who: str, seen: int, extra: tuple[object, ...]
-    ) -> list[Any]:
+    def _args(self, caller: Caller, extra: tuple[str | int, ...]) -> list[str | int]:
+        """The policy as one word list (redis-py packs each argument slowly), then the rest."""
+        policy = caller.policy
         words = self._words.get(policy)
         if words is None:
             ttl = max(self.ttl_s, policy.open_s + policy.probe_ttl_s + 1.0)
-            words = " ".join(
-                (
-                    str(policy.window),
-                    str(policy.min_calls),
-                    repr(float(policy.failure_rate)),
-                    repr(float(policy.slow_rate)),
-                    str(math.ceil(policy.open_s * 1000)),
-                    str(policy.half_open_calls),
-                    str(math.ceil(policy.probe_ttl_s * 1000)),
-                    str(math.ceil(ttl * 1000)),
-                )
-            )
-            self._words[policy] = words
-        return [words, who, seen, *extra]
+            numbers = [policy.window, policy.min_calls, float(policy.failure_rate)]
+            numbers += [float(policy.slow_rate), math.ceil(policy.open_s * 1000)]
+            numbers += [policy.half_open_calls, math.ceil(policy.probe_ttl_s * 1000)]
+            words = self._words[policy] = " ".join(map(repr, [*numbers, math.ceil(ttl * 1000)]))
+        return [words, caller.who, caller.seen, *extra]
 
-    def _run(
-        self, op: str, name: str, policy: BreakerPolicy, who: str, seen: int, *extra: object
-    ) -> Reply:
+    def _run(self, op: str, caller: Caller, *extra: str | int) -> Reply:
+        keys, args = self.keys(caller.name), self._args(caller, extra)
         try:
-            raw = self._scripts[op](keys=self.keys(name), args=self._args(policy, who, seen, extra))
+            raw = self._scripts[op](keys=keys, args=args)
         except (RedisError, OSError) as exc:
-            raise self._unavailable(name, exc) from exc
-        return self._remember(name, raw)
+            raise self._unavailable(caller.name, exc) from exc
+        return self._remember(caller.name, raw)
 
-    async def _arun(
-        self, op: str, name: str, policy: BreakerPolicy, who: str, seen: int, *extra: object
-    ) -> Reply:
-        scripts = self._loop_scripts()
-        if scripts is None:  # not asyncio (trio): the sync client, in a worker thread
-            return await anyio.to_thread.run_sync(
-                lambda: self._run(op, name, policy, who, seen, *extra)
-            )
-        client, script = scripts[0], scripts[1][op]
+    async def _arun(self, op: str, caller: Caller, *extra: str | int) -> Reply:
+        side = self._side()
+        if side is None:  # not asyncio (trio): the sync client, in a worker thread
+            return await anyio.to_thread.run_sync(lambda: self._run(op, caller, *extra))
+        keys, args = self.keys(caller.name), self._args(caller, extra)
         try:
-            raw = await script(
-                keys=self.keys(name), args=self._args(policy, who, seen, extra), client=client
-            )
+            raw = await side[1][op](keys=keys, args=args, client=side[0])
         except (RedisError, OSError) as exc:
-            raise self._unavailable(name, exc) from exc
-        return self._remember(name, raw)
+            raise self._unavailable(caller.name, exc) from exc
+        return self._remember(caller.name, raw)
 
     def _remember(self, name: str, raw: list[Any]) -> Reply:
         """Parse a reply and keep it to answer permits while it is fresh."""
@@ -437,7 +388,7 @@ class RedisBreakerStore:
             self._fresh[name] = (now + min(self.fresh_s, wait_ms / 1000), kept)
         return reply
 
-    def _loop_scripts(self) -> tuple[redis.asyncio.Redis, dict[str, AsyncScript]] | None:
+    def _side(self) -> tuple[redis.asyncio.Redis, dict[str, AsyncScript]] | None:
         """This event loop's client and scripts: redis.asyncio connections cannot change loops."""
         try:
             loop = asyncio.get_running_loop()
@@ -454,6 +405,6 @@ class RedisBreakerStore:
             return side
 
     def _unavailable(self, name: str, exc: BaseException) -> StoreUnavailable:
-        pass  # a reply kept from before must not pass for an answer
+        self._fresh.pop(name, None)  # a reply kept from before must not pass for an answer
         detail = str(exc) or type(exc).__name__
         return StoreUnavailable(f"Redis at {self.label}: {detail}")

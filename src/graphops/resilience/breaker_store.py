@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from graphops.resilience.breaker import BreakerPolicy
 
-__all__ = ["BreakerStore", "Change", "Reason", "Reply", "State"]
+__all__ = ["BreakerStore", "Caller", "Change", "Reason", "Reply", "State"]
 
 State = Literal["closed", "half_open", "open"]
 """A breaker's state: calls flow, a few probes may go, or nothing goes."""
@@ -78,82 +78,73 @@ class Reply:
     last: Change | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks a store about which breaker, under which policy, knowing which epoch.
+
+    ``who`` identifies the calling breaker (it becomes ``Change.by``); ``seen`` is
+    the newest epoch it knows, so a remote store may leave ``last`` out. A breaker
+    keeps one and makes a new one only when it learns of a new epoch.
+    """
+
+    name: str
+    policy: BreakerPolicy
+    who: str
+    seen: int = -1
+
+
 @runtime_checkable
 class BreakerStore(Protocol):
     """Where breakers live, by name. Every method raises
     :class:`~graphops.limits.store.StoreUnavailable` when the store cannot answer.
 
-    ``who`` identifies the calling breaker (it becomes ``Change.by``); ``seen`` is
-    the newest epoch it knows, so a remote store may leave ``last`` out. ``remote``
-    says whether calls do network I/O (an async caller then uses the ``a*`` twins).
+    ``remote`` says whether calls do network I/O (an async caller then uses the
+    ``a*`` twins). ``outcome`` is 0 for a call that went well, plus 1 if it failed
+    and 2 if it was slow.
     """
 
     remote: bool
 
-    def permit(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
+    def permit(self, caller: Caller) -> Reply:
         """May a call go now? Moves OPEN to HALF_OPEN when ``open_s`` has passed."""
         ...
 
-    async def apermit(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
+    async def apermit(self, caller: Caller) -> Reply:
         """:meth:`permit`, without blocking the event loop."""
         ...
 
-    def record(
-        self,
-        name: str,
-        policy: BreakerPolicy,
-        who: str,
-        seen: int,
-        epoch: int,
-        token: str | None,
-        failed: bool,
-        slow: bool,
-    ) -> Reply:
+    def record(self, caller: Caller, epoch: int, token: str | None, outcome: int) -> Reply:
         """Count the outcome of a call permitted in ``epoch`` (a probe's, by its ``token``).
 
         An outcome from another epoch, or of a lapsed or released probe, counts nothing.
         """
         ...
 
-    async def arecord(
-        self,
-        name: str,
-        policy: BreakerPolicy,
-        who: str,
-        seen: int,
-        epoch: int,
-        token: str | None,
-        failed: bool,
-        slow: bool,
-    ) -> Reply:
+    async def arecord(self, caller: Caller, epoch: int, token: str | None, outcome: int) -> Reply:
         """:meth:`record`, without blocking the event loop."""
         ...
 
-    def release(
-        self, name: str, policy: BreakerPolicy, who: str, seen: int, epoch: int, token: str
-    ) -> Reply:
+    def release(self, caller: Caller, epoch: int, token: str) -> Reply:
         """Give a probe's slot back without counting anything."""
         ...
 
-    async def arelease(
-        self, name: str, policy: BreakerPolicy, who: str, seen: int, epoch: int, token: str
-    ) -> Reply:
+    async def arelease(self, caller: Caller, epoch: int, token: str) -> Reply:
         """:meth:`release`, without blocking the event loop."""
         ...
 
-    def state(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
+    def state(self, caller: Caller) -> Reply:
         """The state now, changing nothing (an elapsed OPEN stays OPEN until a permit asks)."""
         ...
 
-    async def astate(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
+    async def astate(self, caller: Caller) -> Reply:
         """:meth:`state`, without blocking the event loop."""
         ...
 
-    def reset(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
+    def reset(self, caller: Caller) -> Reply:
         """Back to CLOSED with an empty window, in a new epoch; probes in flight count nothing."""
         ...
 
-    async def areset(self, name: str, policy: BreakerPolicy, who: str, seen: int) -> Reply:
+    async def areset(self, caller: Caller) -> Reply:
         """:meth:`reset`, without blocking the event loop."""
         ...
 

@@ -37,12 +37,12 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from graphops._compat.langgraph import plain_node
+from graphops._compat.langgraph import node_body, plain_node, with_body
 from graphops.errors import BudgetExhausted, ConfigurationError, InvalidInputError
 from graphops.observe import semconv as sc
 from graphops.observe.handler import node_span
@@ -60,15 +60,23 @@ class BudgetPolicy:
 
     A run may ask for its own budget with ``config["configurable"][override_key]``
     (seconds, above 0 and at most ``max_total_s``): what the HTTP service passes as
-    the request's ``timeout_s``. Nodes stop ``reserve_s`` before the deadline, which
-    leaves the degradation ladder that long to answer. Stage limits per node are
-    ``NodeOps(timeout=…)``.
+    the request's ``timeout_s``; ``config["metadata"]`` works too. Nodes stop
+    ``reserve_s`` before the deadline, which leaves the degradation ladder that long
+    to answer. Stage limits per node are ``NodeOps(timeout=…)``.
+
+    ``sync_nodes="thread"`` runs a sync node with a limit in a worker thread so that
+    a run invoked synchronously ends on time even when the node hangs; each such
+    attempt costs one thread handoff (tens of microseconds; docs/resilience.md has the
+    measured cost). ``"inline"`` runs it in the calling thread: the limit is checked
+    before each attempt, but a sync node that hangs holds a sync run past its deadline
+    (async runs, and async nodes, are cut off either way).
     """
 
     total_s: float = 60.0
     reserve_s: float = 0.5
     override_key: str = "timeout_s"
     max_total_s: float = 3600.0
+    sync_nodes: Literal["thread", "inline"] = "thread"
 
     def __post_init__(self) -> None:
         for name in ("total_s", "max_total_s"):
@@ -80,6 +88,10 @@ class BudgetPolicy:
             )
         if not isinstance(self.override_key, str) or not self.override_key:
             raise ConfigurationError("BudgetPolicy.override_key must name a configurable key")
+        if self.sync_nodes not in ("thread", "inline"):
+            raise ConfigurationError(
+                f"BudgetPolicy.sync_nodes is {self.sync_nodes!r}: give 'thread' or 'inline'"
+            )
 
     def total_for(self, metadata: Mapping[str, Any]) -> float:
         """The run's budget: its own ``override_key`` value when it gives one, else ``total_s``.
@@ -237,6 +249,52 @@ def budgeted(
         )
         return BudgetExhausted(node, kind, limit_s)
 
+    body = node_body(runnable)
+    if body is None:  # not a plain function: call the runnable itself, one layer down
+        return _around_runnable(node, runnable, limit_of, exhausted)
+    func, afunc, takes_config = body
+    is_async = func is None or (afunc is not None and not isinstance(afunc, functools.partial))
+    inline = policy is not None and policy.sync_nodes == "inline"
+
+    def run(state: Any, **kwargs: Any) -> Any:
+        config = kwargs["config"] if takes_config else kwargs.pop("config")
+        limit = limit_of(config)
+        assert func is not None  # LangGraph calls the sync body only when there is one
+        if limit is None or inline:
+            return func(state, **kwargs)
+        future = _workers.submit(lambda: func(state, **kwargs))
+        try:
+            return future.result(timeout=limit[0])
+        except TimeoutError:
+            raise exhausted(config, *limit) from None
+
+    async def arun(state: Any, **kwargs: Any) -> Any:
+        config = kwargs["config"] if takes_config else kwargs.pop("config")
+        limit = limit_of(config)
+        if limit is None:
+            assert afunc is not None
+            return await afunc(state, **kwargs)
+        with anyio.move_on_after(limit[0]) as scope:
+            if is_async:
+                assert afunc is not None
+                return await afunc(state, **kwargs)
+            assert func is not None
+            return await asyncio.wrap_future(_workers.submit(lambda: func(state, **kwargs)))
+        if scope.cancelled_caught:
+            raise exhausted(config, *limit)
+        raise AssertionError("unreachable: the cancel scope returned without a result")
+
+    return with_body(runnable, run if func is not None else None, arun)
+
+
+def _around_runnable(
+    node: str,
+    runnable: Runnable[Any, Any],
+    limit_of: Callable[[RunnableConfig], tuple[float, str] | None],
+    exhausted: Callable[[RunnableConfig, float, str], BudgetExhausted],
+) -> Runnable[Any, Any]:
+    """:func:`budgeted` for a node that is a runnable of its own (a chain, a model)."""
+
     def run(state: Any, config: RunnableConfig) -> Any:
         limit = limit_of(config)
         if limit is None:
@@ -247,34 +305,14 @@ def budgeted(
         except TimeoutError:
             raise exhausted(config, *limit) from None
 
-    is_async = _is_async(runnable)
-
     async def arun(state: Any, config: RunnableConfig) -> Any:
         limit = limit_of(config)
         if limit is None:
             return await runnable.ainvoke(state, config)
         with anyio.move_on_after(limit[0]) as scope:
-            if is_async:
-                return await runnable.ainvoke(state, config)
-            future = _workers.submit(lambda: runnable.invoke(state, config))
-            return await asyncio.wrap_future(future)
+            return await runnable.ainvoke(state, config)
         if scope.cancelled_caught:
             raise exhausted(config, *limit)
         raise AssertionError("unreachable: the cancel scope returned without a result")
 
     return plain_node(node, run, arun)
-
-
-def _is_async(runnable: Runnable[Any, Any]) -> bool:
-    """Whether a node body has async code of its own (else async runs call it in a thread).
-
-    LangGraph gives a sync function an ``afunc`` that is a ``partial`` of its
-    ``run_in_executor``: that is no async code of the node's own.
-    """
-    func = getattr(runnable, "func", None)
-    afunc = getattr(runnable, "afunc", None)
-    if func is None:
-        return True  # an async function, or a runnable with its own ainvoke
-    if afunc is None:
-        return asyncio.iscoroutinefunction(func)
-    return not isinstance(afunc, functools.partial)
