@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,10 @@ async def run(
             capture_content=capture,
         )
         app = build_observed_graph(
-            qa_graph(chat), ops=Ops.all_steps(telemetry=telemetry), checkpointer=saver, name="qa"
+            qa_graph(chat),
+            ops=replace(Ops.all_steps(telemetry=telemetry), degrade=None),  # as reruns run
+            checkpointer=saver,
+            name="qa",
         )
         try:
             if rerun is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -80,9 +81,9 @@ def test_runs_are_stored_span_by_span(database: str) -> None:
         exporters=[SimpleSpanProcessor(memory), SqlSpanExporter(store)],
         metrics=Metrics(CollectorRegistry()),
     )
-    app = build_observed_graph(
-        counting_graph(), ops=Ops.all_steps(telemetry=telemetry), name="counter"
-    )
+    # every step but the ladder: the failing run is stored as failed, not degraded
+    ops = replace(Ops.all_steps(telemetry=telemetry), degrade=None)
+    app = build_observed_graph(counting_graph(), ops=ops, name="counter")
     app.invoke({"n": 0}, {"configurable": {"thread_id": "th-1"}, "metadata": {"user": "ann"}})
     with pytest.raises(ValueError):
         app.invoke({"n": -5}, {"configurable": {"thread_id": "th-2"}})

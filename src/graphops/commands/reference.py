@@ -30,14 +30,20 @@ def reference_guard(settings: Settings) -> GuardPolicy:
 
 
 def observed_reference(
-    settings: Settings, saver: Any, spans: Any, guard: GuardPolicy | None = None
+    settings: Settings,
+    saver: Any,
+    spans: Any,
+    guard: GuardPolicy | None = None,
+    *,
+    degrade: bool = True,
 ) -> tuple[Any, Callable[[Any], Any]]:
     """The CLI's telemetry and a builder of the observed reference graph on given deps.
 
     Spans go to ``spans`` (the tree printed after a run), the span store, and the
     exporters ``GRAPHOPS_TRACES_EXPORTER`` names; embeddings are wrapped so their
     calls are spans too (they fire no LangChain callbacks). ``guard`` defaults to
-    :func:`reference_guard`.
+    :func:`reference_guard`. ``degrade=False`` (re-runs) leaves the ladder out: a
+    re-run is for seeing what fails, so it fails rather than answer degraded.
     """
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -62,8 +68,11 @@ def observed_reference(
         retriever = deps.retriever.model_copy(update={"embeddings": embeddings})
         return build_observed_graph(
             build_agentic_rag(dataclasses.replace(deps, retriever=retriever)),
-            ops=reference_ops(
-                guard=policy, embeddings=embeddings, settings=settings, telemetry=telemetry
+            ops=dataclasses.replace(
+                reference_ops(
+                    guard=policy, embeddings=embeddings, settings=settings, telemetry=telemetry
+                ),
+                **({} if degrade else {"degrade": None}),
             ),
             checkpointer=saver,
             name=REFERENCE_GRAPH,

@@ -101,7 +101,7 @@ async def _run_rerun(args: argparse.Namespace, settings: Settings) -> int:
     deps = await anyio.to_thread.run_sync(RagDeps.from_settings, settings)
     spans = InMemorySpanExporter()
     async with open_checkpointer(url) as saver:
-        telemetry, app_on = observed_reference(settings, saver, spans)
+        telemetry, app_on = observed_reference(settings, saver, spans, degrade=False)
         fork = await choose_fork(app_on(deps), thread, args.from_, within=original)
         if args.recorded:
             chat = RecordedChatModel.from_spans(original.spans, after_step=fork.step)
