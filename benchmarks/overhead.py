@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from prometheus_client import CollectorRegistry
 from graphops.builder import build_observed_graph
 from graphops.limits import RequestLimit, TokenQuota
 from graphops.observe import Metrics, Telemetry
-from graphops.policies import CachePolicy, GuardPolicy, Ops
+from graphops.policies import BudgetPolicy, CachePolicy, GuardPolicy, Ops
 
 DURABILITIES = ("sync", "async", "exit")
 WHO: Any = {"metadata": {"user": "ann", "tenant": "acme", "ip": "10.0.0.1"}}
@@ -167,11 +168,21 @@ def no_checkpointer(telemetry: Telemetry, iterations: int, rounds: int) -> None:
         "observed, telemetry only": build_observed_graph(
             five_nodes(), ops=Ops(telemetry=telemetry)
         ),
+        "observed, guard + cache": build_observed_graph(
+            five_nodes(), ops=Ops(guard=GuardPolicy(), cache=CachePolicy(), telemetry=telemetry)
+        ),
         "observed, all steps": build_observed_graph(
             five_nodes(), ops=Ops.all_steps(telemetry=telemetry)
         ),
+        "observed, all steps, sync nodes inline": build_observed_graph(
+            five_nodes(),
+            ops=replace(
+                Ops.all_steps(telemetry=telemetry), budget=BudgetPolicy(sync_nodes="inline")
+            ),
+        ),
         "observed, all steps + 4 limits (memory)": build_observed_graph(
-            five_nodes(), ops=Ops(guard=four_limits(), cache=CachePolicy(), telemetry=telemetry)
+            five_nodes(),
+            ops=replace(Ops.all_steps(telemetry=telemetry), guard=four_limits()),
         ),
     }
     for graph in graphs.values():  # warm up

@@ -375,13 +375,18 @@ def reference_ops(
 
     The budget is ``settings.run_timeout`` (60 s by default); the ladder answers from
     the retrieved passages with ``embeddings`` (the retriever's), else refuses politely.
+    The stage limits apply to a remote chat model only: a local model's call times
+    are the machine's, not a provider's health, and cutting one off frees no CPU (the
+    llama.cpp call runs on in its thread). Without ``settings`` (the module's
+    ``graph``, built before any setting is read) there are none either.
     """
+    remote = settings is not None and settings.chat_model != "local"
     return Ops(
         guard=guard or GuardPolicy(),
         cache=CachePolicy(),
         budget=BudgetPolicy(total_s=settings.run_timeout if settings is not None else 60.0),
         degrade=DegradePolicy(embeddings=embeddings),
-        nodes={name: NodeOps(timeout=seconds) for name, seconds in STAGE_LIMITS.items()},
+        nodes={n: NodeOps(timeout=s) for n, s in STAGE_LIMITS.items()} if remote else {},
         telemetry=telemetry,
     )
 

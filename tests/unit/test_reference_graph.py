@@ -222,8 +222,12 @@ async def test_the_answer_degrades_to_cited_passages_when_every_model_is_down(
         retriever=retriever,
         prompts=PromptLibrary(ROOT / "prompts"),
     )
+    from graphops.settings import Settings
+
+    remote = reference_ops(settings=Settings(chat_model="openai:gpt-4o-mini"), telemetry=None)
+    assert {n: o.timeout for n, o in remote.nodes.items()} == STAGE_LIMITS
+    assert reference_ops(settings=Settings(), telemetry=None).nodes == {}  # local: budget only
     ops = reference_ops(embeddings=retriever.embeddings, telemetry=None)
-    assert {n: o.timeout for n, o in ops.nodes.items()} == STAGE_LIMITS
     app = build_observed_graph(build_agentic_rag(deps), ops=ops, name="agentic_rag")
     state = await app.ainvoke({"question": "How do I use Gemini as the chat model?"}, CONFIG)
     assert state["graphops"]["degraded"]["level"] == "extractive"

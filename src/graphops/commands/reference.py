@@ -68,14 +68,19 @@ def observed_reference(
         retriever = deps.retriever.model_copy(update={"embeddings": embeddings})
         return build_observed_graph(
             build_agentic_rag(dataclasses.replace(deps, retriever=retriever)),
-            ops=dataclasses.replace(
+            ops=_ladder_or_not(
                 reference_ops(
                     guard=policy, embeddings=embeddings, settings=settings, telemetry=telemetry
                 ),
-                **({} if degrade else {"degrade": None}),
+                degrade,
             ),
             checkpointer=saver,
             name=REFERENCE_GRAPH,
         )
 
     return telemetry, app_on
+
+
+def _ladder_or_not(ops: Any, degrade: bool) -> Any:
+    return ops if degrade else dataclasses.replace(ops, degrade=None)
+

@@ -14,9 +14,13 @@ async twins) goes down its chain of :class:`Link` s:
   a retry budget per provider (:mod:`graphops.resilience.retry`); the inner clients
   are built with ``max_retries=0``, so this is the one retry loop;
 * every attempt first checks the run's time left (``RunScope.deadline``): none is
-  started with less than ``min_attempt_s`` left, no retry sleeps past the deadline,
-  the request's own HTTP timeout is the time left (``timeout_kwarg``), and an
-  async attempt is cancelled at the deadline whatever the client does;
+  started with less than ``min_attempt_s`` left, no retry sleeps into that last
+  ``min_attempt_s``, the request's own HTTP timeout (``timeout_kwarg``) is the time
+  left or the client's own timeout if that is shorter, and an async attempt is
+  cancelled at the deadline whatever the client does;
+* while providers wait behind it, a provider gets at most ``fallback_share`` (half)
+  of the time left, retries included, so one that hangs still leaves the next
+  provider the rest;
 * a provider that still fails hands the call to the next; an error that says the
   *request* is wrong (400, 413, 422) is raised at once, since no provider would
   take it. When none answers: :class:`~graphops.errors.ProvidersUnavailable`.
@@ -39,10 +43,11 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -50,7 +55,8 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from langchain_core.runnables.fallbacks import RunnableWithFallbacks
 from langchain_core.tools import BaseTool
 from opentelemetry.trace import Span
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -78,15 +84,26 @@ __all__ = ["Link", "ResilientChatModel", "resilient_chat"]
 
 _log = logging.getLogger("graphops.resilience")
 _STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
-_call_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
-    "graphops_resilient_call_span", default=None
+# what each link of a structured-output chain said when it did not answer (see _Fallbacks)
+_unanswered: contextvars.ContextVar[list[ProvidersUnavailable] | None] = contextvars.ContextVar(
+    "graphops_resilient_unanswered", default=None
 )
+T = TypeVar("T")
 PROVIDER_KEY = "graphops_provider"
 """The ``response_metadata`` key naming the link that answered."""
 
 
-class _Open(Exception):
-    """The breaker closed the door between two attempts: go to the next provider."""
+class _Skip(Exception):
+    """No retry of this provider in this call: its breaker opened between two attempts
+    (``outcome="open"``), or too little time is left for one (``"deadline"``).
+
+    Raised ``from None``: its kind is its own ("other", not transient), never that of
+    an exception the caller happened to be handling.
+    """
+
+    def __init__(self, name: str, outcome: str) -> None:
+        super().__init__(f"{name}: {outcome}")
+        self.outcome = outcome
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,6 +131,7 @@ class ResilientChatModel(BaseChatModel):
     links: tuple[Link, ...]
     retry: RetryPolicy = RetryPolicy()
     min_attempt_s: float = 0.05
+    fallback_share: float = 0.5
     metrics: Any = None  # graphops.observe.metrics.Metrics; None: the process's
 
     @model_validator(mode="before")
@@ -127,8 +145,38 @@ class ResilientChatModel(BaseChatModel):
         for link in links:
             if not isinstance(link, Link) or not isinstance(link.model, BaseChatModel):
                 raise ConfigurationError(f"ResilientChatModel.links holds {link!r}, not a Link")
+        names = [link.name for link in links]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(
+                f"ResilientChatModel.links {names}: give each link its own name"
+            )
         if "retry" in data and not isinstance(data["retry"], RetryPolicy):
             raise ConfigurationError("ResilientChatModel.retry takes a RetryPolicy")
+        least = data.get("min_attempt_s", 0.0)
+        if (
+            isinstance(least, bool)
+            or not isinstance(least, int | float)
+            or not math.isfinite(least)
+            or least < 0
+        ):
+            raise ConfigurationError(
+                f"ResilientChatModel.min_attempt_s is {least!r}: give seconds, 0 or more, "
+                "the least time left worth starting an attempt in"
+            )
+        share = data.get("fallback_share", 0.5)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+            raise ConfigurationError(
+                f"ResilientChatModel.fallback_share is {share!r}: give the share of the time "
+                "left one provider may use while others wait behind it, above 0 and at most 1"
+            )
+        if data.get("metrics") is not None:
+            from graphops.observe.metrics import Metrics
+
+            if not isinstance(data["metrics"], Metrics):
+                raise ConfigurationError(
+                    "ResilientChatModel.metrics takes graphops.observe.metrics.Metrics or None, "
+                    f"not {type(data['metrics']).__name__}"
+                )
         primary = links[0].model
         # the primary's settings (callbacks, tags, cache, rate limiter, ...) are the chain's
         return {**{n: getattr(primary, n) for n in BaseChatModel.model_fields}, **data}
@@ -177,8 +225,7 @@ class ResilientChatModel(BaseChatModel):
             if permit is None:
                 continue
 
-            def attempt(link: Link = link) -> ChatResult:
-                got = call.permit_again(link)
+            def attempt(got: Permit, link: Link = link) -> ChatResult:
                 started = time.monotonic()
                 try:
                     result = link.model._generate(
@@ -187,12 +234,12 @@ class ResilientChatModel(BaseChatModel):
                 except BaseException as exc:
                     call.failed(link, got, exc, started)
                     raise
-                link.breaker.record(got, ok=True, duration_s=time.monotonic() - started)
+                with _Reporting(call.span):
+                    link.breaker.record(got, ok=True, duration_s=time.monotonic() - started)
                 return result
 
-            call.hold(permit)
             try:
-                result = retrying(self.retry, **call.retry_options(link))(attempt)
+                result = call.attempts(link, permit, attempt)
             except Exception as exc:
                 call.gave_up(index, link, exc)
                 continue
@@ -213,22 +260,20 @@ class ResilientChatModel(BaseChatModel):
                 continue
 
             def opening(
-                link: Link = link,
+                got: Permit, link: Link = link
             ) -> tuple[Permit, float, Iterator[ChatGenerationChunk], ChatGenerationChunk | None]:
-                got = call.permit_again(link)
                 started = time.monotonic()
                 try:
-                    chunks = _chunks(link, messages, stop, run_manager, call.arguments(link, kwargs))
+                    chunks = _chunks(
+                        link, messages, stop, run_manager, call.arguments(link, kwargs)
+                    )
                     return got, started, chunks, next(chunks, None)
                 except BaseException as exc:
                     call.failed(link, got, exc, started)
                     raise
 
-            call.hold(permit)
             try:
-                got, started, chunks, first = retrying(self.retry, **call.retry_options(link))(
-                    opening
-                )
+                got, started, chunks, first = call.attempts(link, permit, opening)
             except Exception as exc:
                 call.gave_up(index, link, exc)
                 continue
@@ -241,7 +286,8 @@ class ResilientChatModel(BaseChatModel):
             except BaseException as exc:  # mid-stream: no fallback, the stream is this provider's
                 call.failed(link, got, exc, started)
                 raise
-            link.breaker.record(got, ok=True, duration_s=time.monotonic() - started)
+            with _Reporting(call.span):
+                link.breaker.record(got, ok=True, duration_s=time.monotonic() - started)
             return
         raise call.unavailable()
 
@@ -259,8 +305,7 @@ class ResilientChatModel(BaseChatModel):
             if permit is None:
                 continue
 
-            async def attempt(link: Link = link) -> ChatResult:
-                got = await call.apermit_again(link)
+            async def attempt(got: Permit, link: Link = link) -> ChatResult:
                 started = time.monotonic()
                 try:
                     with call.cancel_at_deadline():
@@ -273,12 +318,12 @@ class ResilientChatModel(BaseChatModel):
                 except BaseException as exc:
                     await call.afailed(link, got, exc, started)
                     raise
-                await link.breaker.arecord(got, ok=True, duration_s=time.monotonic() - started)
+                with _Reporting(call.span):
+                    await link.breaker.arecord(got, ok=True, duration_s=time.monotonic() - started)
                 return result
 
-            call.hold(permit)
             try:
-                result = await aretrying(self.retry, **call.retry_options(link))(attempt)
+                result = await call.aattempts(link, permit, attempt)
             except Exception as exc:
                 call.gave_up(index, link, exc)
                 continue
@@ -299,9 +344,8 @@ class ResilientChatModel(BaseChatModel):
                 continue
 
             async def opening(
-                link: Link = link,
+                got: Permit, link: Link = link
             ) -> tuple[Permit, float, AsyncIterator[ChatGenerationChunk], Any]:
-                got = await call.apermit_again(link)
                 started = time.monotonic()
                 try:
                     chunks = _achunks(
@@ -314,11 +358,8 @@ class ResilientChatModel(BaseChatModel):
                     await call.afailed(link, got, exc, started)
                     raise
 
-            call.hold(permit)
             try:
-                got, started, chunks, first = await aretrying(
-                    self.retry, **call.retry_options(link)
-                )(opening)
+                got, started, chunks, first = await call.aattempts(link, permit, opening)
             except Exception as exc:
                 call.gave_up(index, link, exc)
                 continue
@@ -334,7 +375,8 @@ class ResilientChatModel(BaseChatModel):
                 raise
             finally:
                 await chunks.aclose()  # type: ignore[attr-defined]
-            await link.breaker.arecord(got, ok=True, duration_s=time.monotonic() - started)
+            with _Reporting(call.span):
+                await link.breaker.arecord(got, ok=True, duration_s=time.monotonic() - started)
             return
         raise call.unavailable()
 
@@ -351,9 +393,7 @@ class ResilientChatModel(BaseChatModel):
         links = []
         for link in self.links:
             bound = link.model.bind_tools(tools, **kwargs)
-            if not isinstance(bound, RunnableBinding) or not isinstance(
-                bound.bound, BaseChatModel
-            ):
+            if not isinstance(bound, RunnableBinding) or not isinstance(bound.bound, BaseChatModel):
                 raise UserError(
                     f"{type(link.model).__name__}.bind_tools returned a {type(bound).__name__}, "
                     "not a binding of the model: bind tools to that link's model yourself"
@@ -377,36 +417,53 @@ class ResilientChatModel(BaseChatModel):
             chain.append(rebuilt)
         if len(chain) == 1:
             return chain[0]
-        return chain[0].with_fallbacks(chain[1:], exceptions_to_handle=(ProvidersUnavailable,))
+        return _Fallbacks(
+            runnable=chain[0], fallbacks=chain[1:], exceptions_to_handle=(ProvidersUnavailable,)
+        )
 
 
 class _Call:
     """One call's walk down the chain: its deadline, what each provider did, its telemetry."""
 
-    __slots__ = ("_held", "deadline", "metrics", "model", "span", "tried")
+    __slots__ = ("deadline", "metrics", "model", "span", "tried", "until")
 
     def __init__(self, model: ResilientChatModel, run_manager: RunManager | None) -> None:
         self.model = model
         scope = scope_of(run_manager)
         self.deadline = scope.deadline if scope is not None else None
+        self.until = self.deadline  # the deadline of the provider being tried
         self.span = llm_span(run_manager)
         self.metrics: Metrics | None = _metrics(model)
         self.tried: list[tuple[str, str]] = []
-        self._held: Permit | None = None
 
     # ---------------------------------------------------------------- time
     def left(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
+        return None if self.until is None else self.until - time.monotonic()
+
+    def begin(self, link: Link) -> None:
+        """Start on ``link``: with providers behind it, it gets ``fallback_share`` of the time
+        left, so one that hangs until its timeout still leaves them the rest."""
+        self.until = self.deadline
+        share = self.model.fallback_share
+        if self.deadline is None or share >= 1 or link is self.model.links[-1]:
+            return
+        now = time.monotonic()
+        self.until = now + max(self.deadline - now, 0.0) * share
+
+    def left_for_retry(self) -> float | None:
+        """What the retry loop may sleep through: the time left less one ``min_attempt_s``,
+        so that no retry starts with less than that left."""
+        left = self.left()
+        return None if left is None else left - self.model.min_attempt_s
 
     def arguments(self, link: Link, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         arguments = {**link.kwargs, **kwargs}
         left = self.left()
         if link.timeout_kwarg is not None and left is not None:
-            current = arguments.get(link.timeout_kwarg)
-            limit = max(left, 0.001)
-            arguments[link.timeout_kwarg] = (
-                limit if not isinstance(current, int | float) else min(current, limit)
-            )
+            given = arguments.get(link.timeout_kwarg)
+            if given is None:  # the client's own timeout, which the call's would replace
+                given = getattr(getattr(link.model, "inner", link.model), "request_timeout", None)
+            arguments[link.timeout_kwarg] = _capped(given, max(left, 0.001))
         return arguments
 
     def cancel_at_deadline(self) -> Any:
@@ -416,37 +473,101 @@ class _Call:
 
     # ---------------------------------------------------------------- permits
     def first_permit(self, link: Link) -> Permit | None:
+        self.begin(link)
         if self._no_time(link):
             return None
-        permit = link.breaker.permit()
+        with _Reporting(self.span):
+            permit = link.breaker.permit()
         if permit is None:
             self._skip(link, "open")
         return permit
 
     async def afirst_permit(self, link: Link) -> Permit | None:
+        self.begin(link)
         if self._no_time(link):
             return None
-        permit = await link.breaker.apermit()
+        with _Reporting(self.span):
+            permit = await link.breaker.apermit()
         if permit is None:
             self._skip(link, "open")
         return permit
 
-    def hold(self, permit: Permit) -> None:
-        self._held = permit  # the first attempt's, asked before the retry loop
-
     def permit_again(self, link: Link) -> Permit:
-        held, self._held = self._held, None
-        got = held if held is not None else link.breaker.permit()
+        """A retry's permit, or :class:`_Skip` (the breaker opened, or the time is too short)."""
+        left = self.left()
+        if left is not None and left < self.model.min_attempt_s:
+            raise _Skip(link.name, "deadline") from None
+        with _Reporting(self.span):
+            got = link.breaker.permit()
         if got is None:
-            raise _Open(link.name)
+            raise _Skip(link.name, "open") from None
         return got
 
     async def apermit_again(self, link: Link) -> Permit:
-        held, self._held = self._held, None
-        got = held if held is not None else await link.breaker.apermit()
+        left = self.left()
+        if left is not None and left < self.model.min_attempt_s:
+            raise _Skip(link.name, "deadline") from None
+        with _Reporting(self.span):
+            got = await link.breaker.apermit()
         if got is None:
-            raise _Open(link.name)
+            raise _Skip(link.name, "open") from None
         return got
+
+    # ---------------------------------------------------------------- attempts
+    def attempts(self, link: Link, permit: Permit, attempt: Callable[[Permit], T]) -> T:
+        """``attempt(permit)``, then, if it failed, retried by a tenacity controller.
+
+        The first attempt runs bare: the controller is built only once it has failed,
+        and that failure is replayed to it as its own first attempt, so its retry, wait
+        and stop decide as if it had made the call, and its first-attempt hook pays the
+        retry budget's deposit. A call that succeeds at once (or is cancelled) deposits
+        here instead: one deposit per call, either way. Retries run outside this
+        ``except``, so a retry's error never gets the first one as its ``__context__``
+        (which :func:`~graphops.resilience.retry.failure_kind` would read).
+        """
+        try:
+            result = attempt(permit)
+        except Exception as exc:
+            failure: Exception = exc
+        except BaseException:
+            _deposit(link)
+            raise
+        else:
+            _deposit(link)
+            return result
+        replay = [failure]
+
+        def again() -> T:
+            if replay:
+                raise replay.pop()
+            return attempt(self.permit_again(link))
+
+        controller = retrying(self.model.retry, **self.retry_options(link))
+        return controller(again)
+
+    async def aattempts(
+        self, link: Link, permit: Permit, attempt: Callable[[Permit], Awaitable[T]]
+    ) -> T:
+        """:meth:`attempts` for async attempts."""
+        try:
+            result = await attempt(permit)
+        except Exception as exc:
+            failure: Exception = exc
+        except BaseException:
+            _deposit(link)
+            raise
+        else:
+            _deposit(link)
+            return result
+        replay = [failure]
+
+        async def again() -> T:
+            if replay:
+                raise replay.pop()
+            return await attempt(await self.apermit_again(link))
+
+        controller = aretrying(self.model.retry, **self.retry_options(link))
+        return await controller(again)
 
     def _no_time(self, link: Link) -> bool:
         left = self.left()
@@ -466,21 +587,18 @@ class _Call:
 
     # ---------------------------------------------------------------- outcomes
     def failed(self, link: Link, permit: Permit, exc: BaseException, started: float) -> None:
-        if _says_nothing(exc):
-            link.breaker.release(permit)
-        else:
-            link.breaker.record(permit, ok=False, duration_s=time.monotonic() - started)
+        with _Reporting(self.span):
+            if _says_nothing(exc):
+                link.breaker.release(permit)
+            else:
+                link.breaker.record(permit, ok=False, duration_s=time.monotonic() - started)
 
-    async def afailed(
-        self, link: Link, permit: Permit, exc: BaseException, started: float
-    ) -> None:
-        with anyio.CancelScope(shield=True):
+    async def afailed(self, link: Link, permit: Permit, exc: BaseException, started: float) -> None:
+        with anyio.CancelScope(shield=True), _Reporting(self.span):
             if _says_nothing(exc):
                 await link.breaker.arelease(permit)
             else:
-                await link.breaker.arecord(
-                    permit, ok=False, duration_s=time.monotonic() - started
-                )
+                await link.breaker.arecord(permit, ok=False, duration_s=time.monotonic() - started)
 
     def retry_options(self, link: Link) -> dict[str, Any]:
         def on_retry(event: RetryEvent) -> None:
@@ -501,7 +619,7 @@ class _Call:
                 self.metrics.llm_retries.labels(link.name, reason).inc()
 
         return {
-            "time_left": self.left,
+            "time_left": self.left_for_retry,
             "budget": link.budget,
             "on_retry": on_retry,
             "on_give_up": on_give_up,
@@ -511,16 +629,14 @@ class _Call:
         """``link`` failed for good: raise what no provider would take, else note it."""
         if failure_kind(exc) == "input":
             raise exc
-        outcome = "open" if isinstance(exc, _Open) else type(exc).__name__
+        outcome = exc.outcome if isinstance(exc, _Skip) else type(exc).__name__
         self.tried.append((link.name, outcome))
         after = self.model.links[index + 1 :]
         if after:
             to = after[0].name
             if self.metrics is not None:
                 self.metrics.llm_fallbacks.labels(link.name, to, outcome).inc()
-            self.span.add_event(
-                sc.FALLBACK_EVENT, {"from": link.name, "to": to, "reason": outcome}
-            )
+            self.span.add_event(sc.FALLBACK_EVENT, {"from": link.name, "to": to, "reason": outcome})
 
     def answered(self, link: Link, result: ChatResult | None) -> ChatResult:
         self.span.set_attribute(sc.ANSWERED_BY, link.name)
@@ -532,8 +648,54 @@ class _Call:
         return result
 
     def unavailable(self) -> ProvidersUnavailable:
-        said = ", ".join(f"{name}: {outcome}" for name, outcome in self.tried)
-        return ProvidersUnavailable(f"no provider answered ({said})", tuple(self.tried))
+        error = _unavailable(tuple(self.tried))
+        heard = _unanswered.get()
+        if heard is not None:  # a link of a structured-output chain: the chain says it all
+            heard.append(error)
+        return error
+
+
+def _unavailable(tried: tuple[tuple[str, str], ...]) -> ProvidersUnavailable:
+    said = ", ".join(f"{name}: {outcome}" for name, outcome in tried)
+    return ProvidersUnavailable(f"no provider answered ({said})", tried)
+
+
+class _Fallbacks(RunnableWithFallbacks[Any, Any]):
+    """Each link's structured-output runnable in turn, falling back on ``ProvidersUnavailable``.
+
+    LangChain's fallbacks raise the *first* runnable's error when none answers, which
+    would name only the first provider; ``invoke`` and ``ainvoke`` raise one that
+    lists what every link did (``batch`` and the streams keep LangChain's).
+    """
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return False
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        heard: list[ProvidersUnavailable] = []
+        token = _unanswered.set(heard)
+        try:
+            return super().invoke(input, config, **kwargs)
+        except ProvidersUnavailable as exc:
+            raise _merged(heard, exc) from exc
+        finally:
+            _unanswered.reset(token)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        heard: list[ProvidersUnavailable] = []
+        token = _unanswered.set(heard)
+        try:
+            return await super().ainvoke(input, config, **kwargs)
+        except ProvidersUnavailable as exc:
+            raise _merged(heard, exc) from exc
+        finally:
+            _unanswered.reset(token)
+
+
+def _merged(heard: list[ProvidersUnavailable], first: ProvidersUnavailable) -> ProvidersUnavailable:
+    tried = tuple(pair for error in heard for pair in error.attempts)
+    return _unavailable(tried) if tried else first
 
 
 class _NoLimit:
@@ -545,6 +707,31 @@ class _NoLimit:
 
 
 _NO_LIMIT = _NoLimit()
+
+
+def _deposit(link: Link) -> None:
+    if link.budget is not None:
+        link.budget.deposit()
+
+
+def _capped(given: Any, limit: float) -> Any:
+    """A per-request timeout: ``given`` (seconds, or an ``httpx.Timeout``) cut to ``limit``."""
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        return min(given, limit)
+    import httpx
+
+    if isinstance(given, httpx.Timeout):
+        return httpx.Timeout(
+            connect=_at_most(given.connect, limit),
+            read=_at_most(given.read, limit),
+            write=_at_most(given.write, limit),
+            pool=_at_most(given.pool, limit),
+        )
+    return limit
+
+
+def _at_most(value: float | None, limit: float) -> float:
+    return limit if value is None else min(value, limit)
 
 
 def _says_nothing(exc: BaseException) -> bool:
@@ -582,7 +769,10 @@ async def _achunks(
     arguments: dict[str, Any],
 ) -> AsyncIterator[ChatGenerationChunk]:
     model = link.model
-    if type(model)._astream is BaseChatModel._astream and type(model)._stream is BaseChatModel._stream:
+    if (
+        type(model)._astream is BaseChatModel._astream
+        and type(model)._stream is BaseChatModel._stream
+    ):
         result = await model._agenerate(messages, stop=stop, run_manager=run_manager, **arguments)
         for generation in result.generations:
             yield ChatGenerationChunk(message=_as_chunk(generation.message))
@@ -611,6 +801,30 @@ def _metrics(model: ResilientChatModel) -> Metrics | None:
     return default_metrics()
 
 
+_reporting_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
+    "graphops_breaker_span", default=None
+)
+
+
+class _Reporting:
+    """While a breaker is asked or told, the LLM span its transitions are events on.
+
+    Set around each breaker call, not for a whole call: a stream's generator would
+    leak the value into its consumer between chunks.
+    """
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> None:
+        self._token = _reporting_span.set(self._span)
+
+    def __exit__(self, *exc: object) -> None:
+        _reporting_span.reset(self._token)
+
+
 def _transitions(metrics: Metrics | None) -> Callable[[Transition], None]:
     """What a breaker transition does: gauge, counter, log line, and an event on the call's span."""
 
@@ -622,6 +836,19 @@ def _transitions(metrics: Metrics | None) -> Callable[[Transition], None]:
             chosen = default_metrics()
         chosen.breaker_state.labels(change.name).set(_STATE_VALUE[change.to_state])
         chosen.breaker_transitions.labels(change.name, change.from_state, change.to_state).inc()
+        span = _reporting_span.get()
+        if span is not None:
+            span.add_event(
+                sc.BREAKER_EVENT,
+                {
+                    sc.BREAKER_STATE: change.to_state,
+                    "from_state": change.from_state,
+                    "provider": change.name,
+                    "reason": change.reason,
+                    "failure_rate": change.failure_rate,
+                    "slow_rate": change.slow_rate,
+                },
+            )
         log = _log.warning if change.to_state == "open" else _log.info
         log(
             "circuit breaker %s: %s -> %s (%s; failure rate %.2f, slow rate %.2f)",
@@ -644,14 +871,18 @@ def link_name(model: BaseChatModel) -> str:
     return f"{provider}:{name}" if name else provider
 
 
+_RETRY, _BREAKER = RetryPolicy(), BreakerPolicy()  # immutable: safe to share as defaults
+
+
 def resilient_chat(
     models: Sequence[BaseChatModel] | Mapping[str, BaseChatModel],
     *,
-    retry: RetryPolicy = RetryPolicy(),
-    breaker: BreakerPolicy = BreakerPolicy(),
+    retry: RetryPolicy = _RETRY,
+    breaker: BreakerPolicy = _BREAKER,
     breaker_store: BreakerStore | None = None,
     retry_budget: Callable[[], RetryBudget] | None = RetryBudget,
     min_attempt_s: float = 0.05,
+    fallback_share: float = 0.5,
     metrics: Metrics | None = None,
 ) -> ResilientChatModel:
     """A :class:`ResilientChatModel` over ``models``, tried in order.
@@ -660,12 +891,24 @@ def resilient_chat(
     breakers on one ``breaker_store`` (a
     :class:`~graphops.resilience.breaker_redis.RedisBreakerStore` is shared by
     processes) and one name are one breaker. ``retry_budget`` makes each link's
-    budget (None: retries unbudgeted). An OpenAI client gets its per-request
-    timeout from the run's time left; build the inner clients with ``max_retries=0``.
+    budget (None: retries unbudgeted). ``fallback_share`` is the share of the time
+    left a provider may use while others wait behind it. An OpenAI client gets its
+    per-request timeout from the run's time left; build the inner clients with
+    ``max_retries=0``.
     """
     named = list(models.items()) if isinstance(models, Mapping) else [(None, m) for m in models]
     if not named:
         raise ConfigurationError("resilient_chat needs at least one model")
+    if breaker_store is not None and not isinstance(breaker_store, BreakerStore):
+        raise ConfigurationError(
+            f"resilient_chat breaker_store takes a BreakerStore (MemoryBreakerStore, "
+            f"RedisBreakerStore), not {type(breaker_store).__name__}"
+        )
+    if retry_budget is not None and not callable(retry_budget):
+        raise ConfigurationError(
+            "resilient_chat retry_budget takes what makes each link's RetryBudget (the class, "
+            f"or a lambda: RetryBudget(...)), or None; not {retry_budget!r}"
+        )
     on_transition = _transitions(metrics)
     links = []
     seen: set[str] = set()
@@ -686,7 +929,11 @@ def resilient_chat(
             )
         )
     return ResilientChatModel(
-        links=tuple(links), retry=retry, min_attempt_s=min_attempt_s, metrics=metrics
+        links=tuple(links),
+        retry=retry,
+        min_attempt_s=min_attempt_s,
+        fallback_share=fallback_share,
+        metrics=metrics,
     )
 
 
