@@ -212,7 +212,8 @@ def test_a_rerun_with_another_prompt_version(
     runs = graphops(local_settings, "runs", **env).stdout.splitlines()
     assert len(runs) == 3 and "answer@2" in runs[1] and "answer@1" in runs[2]
     assert " cy " in runs[1]  # a re-run is still the original user's run
-    assert "├─ generate_answer" in rerun.stdout and "[prompt: answer@2]" in rerun.stdout
+    # the node line names the prompt version it ran (after the budget it had left)
+    assert "├─ generate_answer" in rerun.stdout and "prompt: answer@2]" in rerun.stdout
 
 
 def test_one_url_moves_runs_to_postgres(
