@@ -30,3 +30,13 @@ def test_the_public_names_resolve() -> None:
     assert set(errors.__all__) <= set(graphops.__all__)  # the whole exception tree
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = graphops.nope  # type: ignore[attr-defined]
+
+
+def test_the_resilience_names_resolve() -> None:
+    import graphops.resilience as resilience
+
+    assert set(resilience.__all__) == set(resilience._LAZY)
+    for name in resilience.__all__:
+        assert getattr(resilience, name).__name__ == name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        resilience.nope  # noqa: B018
