@@ -83,4 +83,3 @@ def observed_reference(
 
 def _ladder_or_not(ops: Any, degrade: bool) -> Any:
     return ops if degrade else dataclasses.replace(ops, degrade=None)
-
