@@ -67,12 +67,11 @@ def metrics() -> Metrics:
 def chat(server: FaultServer, timeout: float | None = 5.0, **more: Any) -> ChatOpenAI:
     """A real OpenAI client on ``server``, without its own retries."""
     return ChatOpenAI(
-        model="a",
+        **{"model": "a", **more},
         api_key="x",  # type: ignore[arg-type]
         base_url=server.url,
         max_retries=0,
         timeout=timeout,
-        **more,
     )
 
 
@@ -656,7 +655,7 @@ def test_retries_fallbacks_and_breaker_transitions_show_on_the_spans(
     primary.fail("500")
     metrics = Metrics(CollectorRegistry())
     model = resilient_chat(
-        {"a": chat(primary), "b": chat(fallback)},
+        {"a": chat(primary), "b": chat(fallback, model="b")},
         retry=RetryPolicy(attempts=2, backoff_s=0.001, max_backoff_s=0.001),
         breaker=BreakerPolicy(window=2, min_calls=2, open_s=60),
         metrics=metrics,
@@ -679,6 +678,10 @@ def test_retries_fallbacks_and_breaker_transitions_show_on_the_spans(
     opened = llm.events[1].attributes
     assert (opened["from_state"], opened["graphops.breaker.state"]) == ("closed", "open")
     assert llm.attributes["graphops.llm.provider"] == "b"
+    # the span names the model that answered, and so do its metrics
+    assert llm.name == "chat b" and llm.attributes["gen_ai.request.model"] == "b"
+    calls = {"provider": "openai", "model": "b", "status": "ok"}
+    assert telemetry.metrics.registry.get_sample_value("graphops_llm_calls_total", calls) == 1.0
     (node,) = [s for s in spans if s.name == "ask"]
     assert 0 < node.attributes["graphops.budget.left_s"] <= 59.5
     assert metrics.registry.get_sample_value("graphops_breaker_state", {"provider": "a"}) == 2.0

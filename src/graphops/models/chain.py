@@ -28,7 +28,7 @@ from opentelemetry.trace import Span
 from graphops.errors import ProvidersUnavailable
 from graphops.models.wrapper import RunManager, scope_of
 from graphops.observe import semconv as sc
-from graphops.observe.handler import llm_span
+from graphops.observe.handler import answered_by, llm_span
 from graphops.resilience.breaker import CircuitBreaker, Permit, Transition
 from graphops.resilience.retry import (
     GiveUpReason,
@@ -100,13 +100,14 @@ class Link:
 class ChainCall:
     """One call's walk down the chain: its deadline, what each provider did, its telemetry."""
 
-    __slots__ = ("deadline", "metrics", "model", "span", "tried", "until")
+    __slots__ = ("deadline", "metrics", "model", "run_manager", "span", "tried", "until")
 
     def __init__(self, model: ResilientChatModel, run_manager: RunManager | None) -> None:
         self.model = model
         scope = scope_of(run_manager)
         self.deadline = scope.deadline if scope is not None else None
         self.until = self.deadline  # the deadline of the provider being tried
+        self.run_manager = run_manager
         self.span = llm_span(run_manager)
         self.metrics: Metrics | None = _metrics(model)
         self.tried: list[tuple[str, str]] = []
@@ -321,6 +322,8 @@ class ChainCall:
 
     def answered(self, link: Link, result: ChatResult | None) -> ChatResult:
         self.span.set_attribute(sc.ANSWERED_BY, link.name)
+        if link is not self.model.links[0]:  # the span named the first: name who answered
+            answered_by(self.run_manager, link.model)
         if result is None:
             return ChatResult(generations=[])
         for generation in result.generations:

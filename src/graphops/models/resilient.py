@@ -28,10 +28,11 @@ async twins) goes down its chain of :class:`Link` s:
 A stream falls back only until its first chunk: after that the answer is the
 provider's that began it. The answer names who gave it
 (``response_metadata["graphops_provider"]`` and ``graphops.llm.provider`` on the
-LLM span; ``gen_ai.provider.name`` there names the chain's first provider, the one
-the call was made to). Retries, fallbacks and breaker transitions are span events
-and metrics (``graphops_llm_retries_total``, ``graphops_llm_fallbacks_total``,
-``graphops_breaker_state``, ``graphops_breaker_transitions_total``).
+LLM span; when a fallback answered, the span's name and ``gen_ai.*`` request
+attributes, and the call's metrics, are the fallback's). Retries, fallbacks and
+breaker transitions are span events and metrics (``graphops_llm_retries_total``,
+``graphops_llm_fallbacks_total``, ``graphops_breaker_state``,
+``graphops_breaker_transitions_total``).
 
 Tools and structured output go through the chain: ``bind_tools`` binds each link's
 model its own way and keeps one ``ResilientChatModel``; ``with_structured_output``

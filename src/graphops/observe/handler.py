@@ -473,3 +473,26 @@ def llm_span(run_manager: Any) -> Span:
             if opened is not None:
                 return opened.span
     return INVALID_SPAN
+
+
+def answered_by(run_manager: Any, model: Any) -> None:
+    """Say that ``model`` (a chat model) answered the LLM call ``run_manager`` runs.
+
+    A chain of providers is called as its first one, so the span was named and its
+    ``gen_ai.*`` request attributes set for that one; when another answered, its name,
+    provider and model replace them, and the call's metrics and cost are counted for
+    it. Nothing happens when telemetry is off.
+    """
+    run_id = getattr(run_manager, "run_id", None)
+    for handler in getattr(run_manager, "handlers", None) or ():
+        if isinstance(handler, TelemetryHandler) and run_id is not None:
+            opened = handler._open.get(run_id)
+            if opened is None or opened.kind != "llm":
+                return
+            provider, name, attrs = genai.chat_request(
+                dict(model._get_ls_params()), model._get_invocation_params()
+            )
+            opened.span.update_name(f"{sc.OP_CHAT} {name}")
+            opened.span.set_attributes(attrs)
+            opened.model, opened.provider = name, provider
+            return
