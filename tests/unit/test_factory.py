@@ -91,3 +91,19 @@ def test_api_keys_never_show_in_the_model_repr() -> None:
         Settings(chat_model="openai:gpt-4o-mini"), env={"OPENAI_API_KEY": "sk-secret-123"}
     )
     assert "sk-secret-123" not in repr(chat)
+
+
+def test_breakers_are_shared_through_the_redis_url() -> None:
+    from graphops.resilience.breaker_memory import MemoryBreakerStore
+    from graphops.resilience.breaker_redis import RedisBreakerStore
+
+    env = {"OPENAI_API_KEY": "sk-test"}
+    shared = make_chat_model(
+        Settings(chat_model="openai:gpt-4o-mini", redis_url="redis://127.0.0.1:6379/0"), env=env
+    )  # nothing connects until a call
+    assert isinstance(shared, ResilientChatModel)
+    stores = {type(link.breaker.store) for link in shared.links}
+    assert stores == {RedisBreakerStore}
+    alone = make_chat_model(Settings(chat_model="openai:gpt-4o-mini"), env=env)
+    assert isinstance(alone, ResilientChatModel)
+    assert all(isinstance(link.breaker.store, MemoryBreakerStore) for link in alone.links)
