@@ -155,7 +155,7 @@ class ChainCall:
         with Reporting(self.span):
             permit = link.breaker.permit()
         if permit is None:
-            self._skip(link, "open")
+            self._fell_back(link, "open", "open")
         return permit
 
     async def afirst_permit(self, link: Link) -> Permit | None:
@@ -165,13 +165,12 @@ class ChainCall:
         with Reporting(self.span):
             permit = await link.breaker.apermit()
         if permit is None:
-            self._skip(link, "open")
+            self._fell_back(link, "open", "open")
         return permit
 
     def permit_again(self, link: Link) -> Permit:
         """A retry's permit, or :class:`_Skip` (the breaker opened, or the time is too short)."""
-        left = self.left()
-        if left is not None and left < self.model.min_attempt_s:
+        if self._short_of_time():
             raise _Skip(link.name, "deadline") from None
         with Reporting(self.span):
             got = link.breaker.permit()
@@ -180,8 +179,7 @@ class ChainCall:
         return got
 
     async def apermit_again(self, link: Link) -> Permit:
-        left = self.left()
-        if left is not None and left < self.model.min_attempt_s:
+        if self._short_of_time():
             raise _Skip(link.name, "deadline") from None
         with Reporting(self.span):
             got = await link.breaker.apermit()
@@ -245,23 +243,42 @@ class ChainCall:
         controller = aretrying(self.model.retry, **self.retry_options(link))
         return await controller(again)
 
-    def _no_time(self, link: Link) -> bool:
+    def _short_of_time(self) -> bool:
+        """Whether less than ``min_attempt_s`` is left: too little to start an attempt in."""
         left = self.left()
-        if left is not None and left < self.model.min_attempt_s:
+        return left is not None and left < self.model.min_attempt_s
+
+    def _no_time(self, link: Link) -> bool:
+        if self._short_of_time():
             self.tried.append((link.name, "deadline"))
             return True
         return False
 
-    def _skip(self, link: Link, outcome: str) -> None:
+    def _fell_back(
+        self, link: Link, outcome: str, reason: str, error_type: str | None = None
+    ) -> None:
+        """``link`` did not answer (``outcome``); count and show the hand-over to the next."""
         self.tried.append((link.name, outcome))
         index = self.model.links.index(link)
-        if index + 1 < len(self.model.links):
-            to = self.model.links[index + 1].name
-            if self.metrics is not None:
-                self.metrics.llm_fallbacks.labels(link.name, to, outcome).inc()
-            self.span.add_event(sc.FALLBACK_EVENT, {"from": link.name, "to": to, "reason": outcome})
+        if index + 1 == len(self.model.links):
+            return
+        to = self.model.links[index + 1].name
+        if self.metrics is not None:
+            self.metrics.llm_fallbacks.labels(link.name, to, reason).inc()
+        event = {"from": link.name, "to": to, "reason": reason}
+        if error_type is not None:
+            event["error.type"] = error_type
+        self.span.add_event(sc.FALLBACK_EVENT, event)
 
     # ---------------------------------------------------------------- outcomes
+    def succeeded(self, link: Link, permit: Permit, started: float) -> None:
+        with Reporting(self.span):
+            link.breaker.record(permit, ok=True, duration_s=time.monotonic() - started)
+
+    async def asucceeded(self, link: Link, permit: Permit, started: float) -> None:
+        with Reporting(self.span):
+            await link.breaker.arecord(permit, ok=True, duration_s=time.monotonic() - started)
+
     def failed(self, link: Link, permit: Permit, exc: BaseException, started: float) -> None:
         with Reporting(self.span):
             if _says_nothing(exc):
@@ -301,24 +318,16 @@ class ChainCall:
             "on_give_up": on_give_up,
         }
 
-    def gave_up(self, index: int, link: Link, exc: Exception) -> None:
+    def gave_up(self, link: Link, exc: Exception) -> None:
         """``link`` failed for good: raise what no provider would take, else note it."""
-        if failure_kind(exc) == "input":
+        kind = failure_kind(exc)
+        if kind == "input":
             raise exc
-        skipped = isinstance(exc, _Skip)
-        outcome = exc.outcome if isinstance(exc, _Skip) else type(exc).__name__
-        self.tried.append((link.name, outcome))
-        after = self.model.links[index + 1 :]
-        if after:
-            to = after[0].name
+        if isinstance(exc, _Skip):
+            self._fell_back(link, exc.outcome, exc.outcome, exc.outcome)
+        else:
             # the label is the kind of failure (server, timeout, rate_limited, ...): few values
-            reason = outcome if skipped else failure_kind(exc)
-            if self.metrics is not None:
-                self.metrics.llm_fallbacks.labels(link.name, to, reason).inc()
-            self.span.add_event(
-                sc.FALLBACK_EVENT,
-                {"from": link.name, "to": to, "reason": reason, "error.type": outcome},
-            )
+            self._fell_back(link, type(exc).__name__, kind, type(exc).__name__)
 
     def answered(self, link: Link, result: ChatResult | None) -> ChatResult:
         self.span.set_attribute(sc.ANSWERED_BY, link.name)

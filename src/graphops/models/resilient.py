@@ -63,7 +63,6 @@ from graphops.models.chain import (
     PROVIDER_KEY,
     ChainCall,
     Link,
-    Reporting,
     astream_of,
     mark,
     stream_of,
@@ -180,7 +179,7 @@ class ResilientChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         call = ChainCall(self, run_manager)
-        for index, link in enumerate(self.links):
+        for link in self.links:
             permit = call.first_permit(link)
             if permit is None:
                 continue
@@ -194,14 +193,13 @@ class ResilientChatModel(BaseChatModel):
                 except BaseException as exc:
                     call.failed(link, got, exc, started)
                     raise
-                with Reporting(call.span):
-                    link.breaker.record(got, ok=True, duration_s=time.monotonic() - started)
+                call.succeeded(link, got, started)
                 return result
 
             try:
                 result = call.attempts(link, permit, attempt)
             except Exception as exc:
-                call.gave_up(index, link, exc)
+                call.gave_up(link, exc)
                 continue
             return call.answered(link, result)
         raise call.unavailable()
@@ -214,7 +212,7 @@ class ResilientChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         call = ChainCall(self, run_manager)
-        for index, link in enumerate(self.links):
+        for link in self.links:
             permit = call.first_permit(link)
             if permit is None:
                 continue
@@ -235,7 +233,7 @@ class ResilientChatModel(BaseChatModel):
             try:
                 got, started, chunks, first = call.attempts(link, permit, opening)
             except Exception as exc:
-                call.gave_up(index, link, exc)
+                call.gave_up(link, exc)
                 continue
             call.answered(link, None)
             try:
@@ -246,8 +244,7 @@ class ResilientChatModel(BaseChatModel):
             except BaseException as exc:  # mid-stream: no fallback, the stream is this provider's
                 call.failed(link, got, exc, started)
                 raise
-            with Reporting(call.span):
-                link.breaker.record(got, ok=True, duration_s=time.monotonic() - started)
+            call.succeeded(link, got, started)
             return
         raise call.unavailable()
 
@@ -260,7 +257,7 @@ class ResilientChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         call = ChainCall(self, run_manager)
-        for index, link in enumerate(self.links):
+        for link in self.links:
             permit = await call.afirst_permit(link)
             if permit is None:
                 continue
@@ -278,14 +275,13 @@ class ResilientChatModel(BaseChatModel):
                 except BaseException as exc:
                     await call.afailed(link, got, exc, started)
                     raise
-                with Reporting(call.span):
-                    await link.breaker.arecord(got, ok=True, duration_s=time.monotonic() - started)
+                await call.asucceeded(link, got, started)
                 return result
 
             try:
                 result = await call.aattempts(link, permit, attempt)
             except Exception as exc:
-                call.gave_up(index, link, exc)
+                call.gave_up(link, exc)
                 continue
             return call.answered(link, result)
         raise call.unavailable()
@@ -298,7 +294,7 @@ class ResilientChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = ChainCall(self, run_manager)
-        for index, link in enumerate(self.links):
+        for link in self.links:
             permit = await call.afirst_permit(link)
             if permit is None:
                 continue
@@ -321,7 +317,7 @@ class ResilientChatModel(BaseChatModel):
             try:
                 got, started, chunks, first = await call.aattempts(link, permit, opening)
             except Exception as exc:
-                call.gave_up(index, link, exc)
+                call.gave_up(link, exc)
                 continue
             call.answered(link, None)
             try:
@@ -335,8 +331,7 @@ class ResilientChatModel(BaseChatModel):
                 raise
             finally:
                 await chunks.aclose()  # type: ignore[attr-defined]
-            with Reporting(call.span):
-                await link.breaker.arecord(got, ok=True, duration_s=time.monotonic() - started)
+            await call.asucceeded(link, got, started)
             return
         raise call.unavailable()
 
