@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Annotated, Any, TypedDict
 
+import anyio.to_thread
 import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
@@ -252,3 +253,23 @@ def test_a_subgraph_node_runs_unwrapped() -> None:
     )
     assert app.invoke({"question": "q"})["log"] == ["inner", "after"]
     assert app.builder.nodes["sub"].runnable is inner  # LangGraph still finds the subgraph
+
+
+async def test_a_node_that_is_a_runnable_is_held_to_its_limit_too() -> None:
+    from langchain_core.runnables import RunnableLambda
+
+    async def aslow(state: State) -> State:
+        await asyncio.sleep(5.0)
+        return {"log": ["slow"]}
+
+    node = RunnableLambda(_slow_sync(5.0), afunc=aslow, name="slow")
+    app = build_observed_graph(
+        _graph(("slow", node)),
+        ops=Ops(budget=BudgetPolicy(total_s=0.4, reserve_s=0.05), telemetry=None),
+    )
+    started = time.monotonic()
+    with pytest.raises(BudgetExhausted):
+        await anyio.to_thread.run_sync(app.invoke, {"question": "q"})
+    with pytest.raises(BudgetExhausted):
+        await app.ainvoke({"question": "q"})
+    assert time.monotonic() - started < 4.0  # neither run waited for the node

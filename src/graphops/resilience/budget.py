@@ -137,7 +137,10 @@ def _seconds(name: str, value: object, above: float | None) -> None:
 
 def attempt_limit(scope: RunScope | None, stage_s: float | None) -> tuple[float, str] | None:
     """What one node attempt may take, and which limit that is (``"run"`` or ``"stage"``)."""
-    left = scope.time_left() if scope is not None else None
+    return _limit(scope.time_left() if scope is not None else None, stage_s)
+
+
+def _limit(left: float | None, stage_s: float | None) -> tuple[float, str] | None:
     if left is None:
         return None if stage_s is None else (stage_s, "stage")
     if stage_s is not None and stage_s < left:
@@ -229,11 +232,11 @@ def budgeted(
         scope = run_scope(config)
         if scope is not None and policy is not None:
             read_budget(scope, policy, config)
-        limit = attempt_limit(scope, stage_s)
+        left = scope.time_left() if scope is not None else None
+        limit = _limit(left, stage_s)
         if limit is None:
             return None
         span = node_span(config)
-        left = scope.time_left() if scope is not None else None
         if left is not None:
             span.set_attribute(sc.BUDGET_LEFT, round(left, 3))
         span.set_attribute(sc.BUDGET_LIMIT, round(limit[0], 3))
@@ -250,8 +253,10 @@ def budgeted(
         return BudgetExhausted(node, kind, limit_s)
 
     body = node_body(runnable)
-    if body is None:  # not a plain function: call the runnable itself, one layer down
-        return _around_runnable(node, runnable, limit_of, exhausted)
+    if body is None:  # a runnable of its own (a chain, a model): its invoke is the body
+        runnable = _as_plain_node(node, runnable)
+        body = node_body(runnable)
+        assert body is not None
     func, afunc, takes_config = body
     is_async = func is None or (afunc is not None and not isinstance(afunc, functools.partial))
     inline = policy is not None and policy.sync_nodes == "inline"
@@ -287,32 +292,13 @@ def budgeted(
     return with_body(runnable, run if func is not None else None, arun)
 
 
-def _around_runnable(
-    node: str,
-    runnable: Runnable[Any, Any],
-    limit_of: Callable[[RunnableConfig], tuple[float, str] | None],
-    exhausted: Callable[[RunnableConfig, float, str], BudgetExhausted],
-) -> Runnable[Any, Any]:
-    """:func:`budgeted` for a node that is a runnable of its own (a chain, a model)."""
+def _as_plain_node(node: str, runnable: Runnable[Any, Any]) -> Runnable[Any, Any]:
+    """A node that is a runnable of its own, as a plain node calling it (async on ainvoke)."""
 
-    def run(state: Any, config: RunnableConfig) -> Any:
-        limit = limit_of(config)
-        if limit is None:
-            return runnable.invoke(state, config)
-        future = _workers.submit(lambda: runnable.invoke(state, config))
-        try:
-            return future.result(timeout=limit[0])
-        except TimeoutError:
-            raise exhausted(config, *limit) from None
+    def invoke(state: Any, config: RunnableConfig) -> Any:
+        return runnable.invoke(state, config)
 
-    async def arun(state: Any, config: RunnableConfig) -> Any:
-        limit = limit_of(config)
-        if limit is None:
-            return await runnable.ainvoke(state, config)
-        with anyio.move_on_after(limit[0]) as scope:
-            return await runnable.ainvoke(state, config)
-        if scope.cancelled_caught:
-            raise exhausted(config, *limit)
-        raise AssertionError("unreachable: the cancel scope returned without a result")
+    async def ainvoke(state: Any, config: RunnableConfig) -> Any:
+        return await runnable.ainvoke(state, config)
 
-    return plain_node(node, run, arun)
+    return plain_node(node, invoke, ainvoke)
