@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from graphops.corpus.ensure import ensure_index
@@ -21,6 +18,7 @@ from tests.integration.redis_support import (  # noqa: F401 - Redis fixtures for
     redis_prefix,
     shared_redis_url,
 )
+from tests.integration.support import private_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,27 +63,11 @@ def docs_index(local_settings: Settings, local_embeddings: LocalMiniLMEmbeddings
     return local_settings.index_dir
 
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh database on the local Postgres, dropped afterwards."""
-    name = f"graphops_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Postgres on 127.0.0.1:5432 ({exc})")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-        yield url
-        from graphops.db import engine_for
-
-        engine_for(url).dispose()
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with private_database("graphops_test") as (_, name):
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -6,15 +6,19 @@ as ``from tests.integration.support import ...``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 from langchain_core.messages import BaseMessage
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
@@ -24,6 +28,7 @@ from graphops.prompts import PromptSource, aprompt
 from graphops.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 GRAPHOPS = str(Path(sys.executable).with_name("graphops"))
 
 
@@ -164,3 +169,28 @@ def qa_nodes(chat: Any, prompts: PromptSource | None = None) -> tuple[QANode, QA
         return {"answer": (await chain.ainvoke({"draft": state["draft"]})).text}
 
     return write, polish
+
+
+@contextlib.contextmanager
+def private_database(prefix: str) -> Iterator[tuple[psycopg.Connection[Any], str]]:
+    """A fresh database of the caller's own on the local Postgres: (admin connection, name).
+
+    Skipped when Postgres does not answer, failed instead when ``CI`` is set; dropped
+    afterwards, with its pooled connections closed first.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Postgres on 127.0.0.1:5432 ({exc})")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin, name
+        finally:
+            from graphops.db import engine_for
+
+            engine_for(f"postgresql://postgres@127.0.0.1:5432/{name}").dispose()
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

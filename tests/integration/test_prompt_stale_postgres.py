@@ -7,9 +7,7 @@ shared server and every other database on it are left alone.
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +15,11 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from graphops.db import engine_for, upgrade
+from graphops.db import upgrade
 from graphops.errors import RunError
 from graphops.observe import Metrics
 from graphops.prompts import PromptLibrary, PromptRegistry, RegistryPrompts
-from tests.integration.conftest import PG_ADMIN
-from tests.integration.support import ROOT
+from tests.integration.support import ROOT, private_database
 
 
 class Outage:
@@ -50,21 +47,8 @@ class Outage:
 
 @pytest.fixture
 def outage() -> Iterator[Outage]:
-    name = f"graphops_stale_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Postgres on 127.0.0.1:5432 ({exc})")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        private = Outage(admin, name)
-        try:
-            yield private
-        finally:
-            engine_for(private.url).dispose()
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with private_database("graphops_stale") as (admin, name):
+        yield Outage(admin, name)
 
 
 def test_a_database_that_stops_answering_serves_stale_then_fresh(
