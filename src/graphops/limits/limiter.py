@@ -282,7 +282,8 @@ class Limiter:
     # ---------------------------------------------------------------- show and reset
     def _checks_of(self, per: str, who: str, now: float) -> _Checks:
         """The checks of every limit that counts ``per`` ``who``: the keys admission uses."""
-        identity = Identity(api_key_id=who) if per == "api_key" else Identity(**{per: who})
+        names: dict[str, Any] = {"api_key_id" if per == "api_key" else per: who}
+        identity = Identity(**names)
         return self._checks(identity, 0, now)
 
     def usage(self, per: str, who: str) -> list[dict[str, Any]]:

@@ -60,6 +60,11 @@ class ScriptedChatModel(BaseChatModel):
         """The name reported in usage and spans."""
         return self.name_of_model
 
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        """Its name: what tells two scripted models apart in cache keys (``_get_llm_string``)."""
+        return {"model_name": self.name_of_model}
+
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "scripted"

@@ -51,17 +51,32 @@ class Identity:
     session: str | None = None
     ip: str | None = None
     api_key_id: str | None = None
+    access: tuple[str, ...] = ()  # the run's access scope: groups or roles, sorted
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> Identity:
-        """The identity a run's callback metadata names (LangGraph copies ``configurable`` in)."""
+        """The identity a run's callback metadata names (LangGraph copies ``configurable`` in).
+
+        ``access`` is a string or a list of groups (a set: order and repeats do
+        not matter); cached answers are shared only within one access scope.
+        """
         values = {k: _text(metadata.get(k)) for k in _IDENTITY_KEYS}
         key = _text(metadata.get("api_key"))
-        return cls(**values, api_key_id=_fingerprint(key) if key else None)
+        return cls(
+            **values, api_key_id=_fingerprint(key) if key else None, access=_groups(metadata)
+        )
 
 
 def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
+
+
+def _groups(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    value = metadata.get("access")
+    if value is None or value == "":
+        return ()
+    items = value if isinstance(value, list | tuple | set | frozenset) else [value]
+    return tuple(sorted({str(v) for v in items if v is not None and v != ""}))
 
 
 @dataclass(slots=True)
@@ -91,6 +106,8 @@ class RunScope:
     admission: Mapping[str, Any] | None = None  # what the guard decided for this run
     admitted: Any = None  # the limiter's admission (its token reservations), settled at close
     usage: Usage = field(default_factory=Usage)
+    prompt_pins: dict[str, int] = field(default_factory=dict)  # versions the cache keyed on
+    cache: Any = None  # the cache lookup's record (its key and snapshot), for the store
     outcomes: dict[str, Any] = field(default_factory=dict)  # this run's step outcomes
     ended: RunEnd | None = None
     output: Any = None  # what the run returned, set as it closes after a normal end
