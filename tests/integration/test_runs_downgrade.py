@@ -10,6 +10,8 @@ from sqlalchemy import text
 from graphops.db import current, engine_for
 from tests.integration.support import ROOT, graphops_on
 
+CACHE = ("graphops_cache_entries", "graphops_cache_docs", "graphops_cache_feedback")
+
 
 def graphops(url: str, data: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     """``graphops`` on ``url`` with the repository's prompts, stdin not a terminal."""
@@ -31,27 +33,51 @@ def test_downgrade_shows_what_it_drops_and_needs_yes(database: str, tmp_path: Pa
     assert refused.returncode == 2
     assert refused.stderr.startswith("graphops: error: ") and "--yes" in refused.stderr
     assert refused.stderr.count("\n") == 1
-    assert "0002 → 0001" in refused.stdout
-    assert f"graphops_prompt_versions ({versions} rows)" in refused.stdout
-    assert "graphops_prompt_labels (0 rows)" in refused.stdout
-    assert "graphops_prompt_audit (" in refused.stdout
+    assert "0003 → 0002" in refused.stdout  # one step by default: the answer cache
+    for table in CACHE:
+        assert f"{table} (0 rows)" in refused.stdout
+    assert "graphops_prompt_" not in refused.stdout
     assert "graphops_spans" not in refused.stdout
-    assert current(database) == "0002" and rows(database, "graphops_prompt_versions") == versions
+    assert current(database) == "0003" and rows(database, "graphops_prompt_versions") == versions
+
+    past = graphops(database, tmp_path, "db", "downgrade", "0001")  # past the prompt registry
+    assert past.returncode == 2
+    assert past.stderr.startswith("graphops: error: ") and "--yes" in past.stderr
+    assert past.stderr.count("\n") == 1
+    assert "0003 → 0002" in past.stdout and "0002 → 0001" in past.stdout
+    assert f"graphops_prompt_versions ({versions} rows)" in past.stdout
+    assert "graphops_prompt_labels (0 rows)" in past.stdout
+    assert "graphops_prompt_audit (" in past.stdout
+    assert "graphops_spans" not in past.stdout
+    assert current(database) == "0003" and rows(database, "graphops_prompt_versions") == versions
 
     dry = graphops(database, tmp_path, "db", "downgrade", "base", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "0002 → base" in dry.stdout and "graphops_spans (0 rows)" in dry.stdout
+    assert "0003 → base" in dry.stdout and "graphops_spans (0 rows)" in dry.stdout
     assert "dry run: nothing deleted, nothing changed" in dry.stdout
-    assert current(database) == "0002"
+    assert current(database) == "0003"
+
+    cache = graphops(database, tmp_path, "db", "downgrade", "--yes")
+    assert cache.returncode == 0, cache.stderr
+    assert cache.stdout.splitlines()[-1] == "schema 0002 (this graphops: 0003)"
+    assert current(database) == "0002" and rows(database, "graphops_prompt_versions") == versions
+
+    again = graphops(database, tmp_path, "db", "downgrade")  # now the prompt registry: asks
+    assert again.returncode == 2
+    assert again.stderr.startswith("graphops: error: ") and "--yes" in again.stderr
+    assert "0002 → 0001" in again.stdout and "0003 →" not in again.stdout
+    assert f"graphops_prompt_versions ({versions} rows)" in again.stdout
+    assert "graphops_spans" not in again.stdout
+    assert current(database) == "0002" and rows(database, "graphops_prompt_versions") == versions
 
     done = graphops(database, tmp_path, "db", "downgrade", "--yes")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0002)"
+    assert done.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0003)"
     assert current(database) == "0001"
 
     nothing = graphops(database, tmp_path, "db", "downgrade", "0001")
     assert nothing.returncode == 0, nothing.stderr  # nothing to drop: nothing to confirm
-    assert nothing.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0002)"
+    assert nothing.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0003)"
 
     misplaced = graphops(database, tmp_path, "db", "upgrade", "--yes")
     assert misplaced.returncode == 2 and "--yes is for 'graphops db downgrade'" in misplaced.stderr

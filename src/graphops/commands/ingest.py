@@ -1,4 +1,10 @@
-"""``graphops ingest``: add folders, files or URLs to the index."""
+"""``graphops ingest``: add folders, files or URLs to the index.
+
+Then the answer cache loses exactly the entries citing a document the ingest
+added, changed or removed. That purge may fail without failing the ingest:
+every cache key holds the corpus version, so entries of the old corpus are
+never served anyway; they only take room until they expire.
+"""
 
 from __future__ import annotations
 
@@ -42,4 +48,27 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         f"unchanged {report.unchanged} documents; {report.chunks} chunks ({report.embedded} "
         f"embedded) in {report.seconds:.1f} s; corpus version {report.corpus_version}"
     )
+    changed = (*report.added, *report.updated, *report.removed)
+    if changed:
+        _purge_cache(changed, settings)
     return 0
+
+
+def _purge_cache(docs: tuple[str, ...], settings: Settings) -> None:
+    """Purge the cached answers citing ``docs``; a failure is a warning (see the module)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from graphops.cache.factory import answer_store
+    from graphops.errors import GraphopsError
+
+    try:
+        gone = answer_store(settings).purge(docs=docs)
+    except (GraphopsError, SQLAlchemyError) as exc:
+        why = str(exc) if isinstance(exc, GraphopsError) else type(exc).__name__
+        print(
+            f"graphops: warning: the answer cache was not purged ({why}); its answers from "
+            "the old corpus are not served, the corpus version is part of every key",
+            file=sys.stderr,
+        )
+        return
+    print(f"purged {len(gone)} cached answer(s) citing a changed document")

@@ -8,6 +8,11 @@ The prompt registry is three tables: immutable ``graphops_prompt_versions``
 (numbered per name, a version's text never changes), ``graphops_prompt_labels``
 (which version ``production`` or any other label points at) and the append-only
 ``graphops_prompt_audit`` that every publish, label move and rollback writes to.
+
+The answer cache is three tables too (see :mod:`graphops.cache.store_sql`):
+``graphops_cache_entries`` (one row per entry under its key, its values and
+documents as JSON text), ``graphops_cache_docs`` (the reverse index, document id
+→ key) and ``graphops_cache_feedback`` (the observations, oldest first).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -26,7 +33,16 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["metadata", "prompt_audit", "prompt_labels", "prompt_versions", "spans"]
+__all__ = [
+    "cache_docs",
+    "cache_entries",
+    "cache_feedback",
+    "metadata",
+    "prompt_audit",
+    "prompt_labels",
+    "prompt_versions",
+    "spans",
+]
 
 metadata = MetaData()
 
@@ -89,4 +105,39 @@ prompt_audit = Table(
     Column("previous", Integer, nullable=True),
     Column("detail", Text, nullable=False),
     Index("ix_graphops_prompt_audit_name", "name", "id"),
+)
+
+cache_entries = Table(
+    "graphops_cache_entries",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("partition", Text, nullable=False),
+    Column("tenant", Text, nullable=True),
+    Column("question", Text, nullable=False),
+    Column("values_json", Text, nullable=False),
+    Column("docs_json", Text, nullable=False),
+    Column("corpus", Text, nullable=True),
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=True),
+    Column("tokens", Integer, nullable=False),
+    Column("stored_ns", BigInteger, nullable=False),  # insertion order, for max_entries
+    Index("ix_graphops_cache_entries_stored", "stored_ns"),
+)
+
+cache_docs = Table(
+    "graphops_cache_docs",
+    metadata,
+    Column("doc", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Index("ix_graphops_cache_docs_key", "key"),
+)
+
+cache_feedback = Table(
+    "graphops_cache_feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", Text, nullable=False),
+    Column("similarity", Float, nullable=False),
+    Column("correct", Boolean, nullable=False),
+    Index("ix_graphops_cache_feedback_key", "key", "id"),
 )
