@@ -55,6 +55,7 @@ from graphops.prompts import PromptSource, aprompt
 from graphops.settings import Settings
 
 __all__ = [
+    "PROMPT_NAMES",
     "STAGE_LIMITS",
     "RagDeps",
     "RagState",
@@ -62,6 +63,7 @@ __all__ = [
     "default_deps",
     "graph",
     "plain",
+    "reference_cache",
     "reference_ops",
 ]
 
@@ -364,15 +366,73 @@ STAGE_LIMITS: dict[str, float] = {
 """Seconds each node's attempt may take (the seed service's stages), inside the run's budget."""
 
 
+PROMPT_NAMES = ("route", "respond", "grade", "rewrite", "answer")
+"""Every prompt the graph's nodes use: the cache keys on all their versions."""
+
+
+class _DepsPrompts:
+    """The prompt source of lazily built deps (a :class:`~graphops.prompts.PromptSource`)."""
+
+    def __init__(self, deps: _Lazy) -> None:
+        self._deps = deps
+
+    def resolve(self, name: str, ref: int | str | None = None) -> Any:
+        return self._deps.get().prompts.resolve(name, ref)
+
+
+def reference_cache(
+    deps: RagDeps | Callable[[], RagDeps] | _Lazy,
+    settings: Settings | None = None,
+    embeddings: Embeddings | None = None,
+) -> CachePolicy:
+    """The answer cache of the reference graph, keyed on everything its answer depends on.
+
+    Its prompts (all of :data:`PROMPT_NAMES`), its chat model chain and the
+    retriever's corpus version. With ``settings``, answers are kept in the
+    database (``settings.database``) and, unless ``GRAPHOPS_CACHE=exact``, similar
+    questions are answered by the semantic tier on ``embeddings`` (the
+    retriever's), under ``GRAPHOPS_CACHE_DELTA``'s error bound with the
+    thresholds measured for MiniLM. Without settings (the module's ``graph``): in
+    memory, exact tier only.
+    """
+    lazy = deps if isinstance(deps, _Lazy) else _Lazy(deps)
+    answers: Any = None
+    semantic: Any = None
+    bound: Any = None
+    ttl: float | None = 86_400.0
+    if settings is not None:
+        from graphops.cache.calibrate import minilm_bound
+        from graphops.cache.factory import answer_store, semantic_tier
+
+        answers = answer_store(settings)
+        ttl = settings.cache_ttl
+        bound = minilm_bound(settings.cache_delta)
+        if settings.cache == "on" and embeddings is not None:
+            semantic = semantic_tier(settings, embeddings)
+    return CachePolicy(
+        answers=answers,
+        semantic=semantic,
+        error_bound=bound,
+        ttl_s=ttl,
+        semantic_ttl_s=ttl,
+        prompts=_DepsPrompts(lazy),
+        prompt_names=PROMPT_NAMES,
+        model=lambda: lazy.get().chat,
+        corpus_version=lambda: lazy.get().retriever.corpus_version,  # type: ignore[attr-defined]
+    )
+
+
 def reference_ops(
     *,
     guard: GuardPolicy | None = None,
     embeddings: Embeddings | None = None,
     settings: Settings | None = None,
     telemetry: Any = "default",
+    cache: CachePolicy | None = None,
 ) -> Ops:
     """The ops the reference graph runs with: guard, cache, a budget with stage limits, the ladder.
 
+    ``cache`` is the answer cache (:func:`reference_cache`; none given: no cache).
     The budget is ``settings.run_timeout`` (60 s by default); the ladder answers from
     the retrieved passages with ``embeddings`` (the retriever's), else refuses politely.
     The stage limits apply to a remote chat model only: a local model's call times
@@ -383,7 +443,7 @@ def reference_ops(
     remote = settings is not None and settings.chat_model != "local"
     return Ops(
         guard=guard or GuardPolicy(),
-        cache=CachePolicy(),
+        cache=cache,
         budget=BudgetPolicy(total_s=settings.run_timeout if settings is not None else 60.0),
         degrade=DegradePolicy(embeddings=embeddings),
         nodes={n: NodeOps(timeout=s) for n, s in STAGE_LIMITS.items()} if remote else {},
@@ -413,6 +473,8 @@ plain: StateGraph[RagState] = build_agentic_rag(_deps.get)
 """The reference graph, uncompiled, on the configured models (loaded on first use)."""
 
 graph: CompiledStateGraph[Any, Any, Any, Any] = build_observed_graph(
-    plain, ops=reference_ops(embeddings=_DepsEmbeddings(_deps)), name="agentic_rag"
+    plain,
+    ops=reference_ops(embeddings=_DepsEmbeddings(_deps), cache=reference_cache(_deps)),
+    name="agentic_rag",
 )
 """The same graph through graphops: what ``langgraph.json`` serves."""

@@ -392,7 +392,7 @@ def build_observed_graph(
     if ops.guard is not None:
         head.append(guard_step(ops.guard))
     if ops.cache is not None:
-        head.append(cache_lookup_step(ops.cache))
+        head.append(cache_lookup_step(ops.cache, channels=user.channels))
         at_close.append(cache_store_step(ops.cache))
     if ops.guard is not None:
         at_close.append(settle_step(ops.guard.limiter))

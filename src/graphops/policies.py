@@ -3,8 +3,8 @@
 Policies are small immutable value objects, in the manner of tenacity's strategies
 and httpx's ``Timeout``; the code that applies them lives in :mod:`graphops.steps`
 and :mod:`graphops.builder`. A step whose policy is ``None`` is off and inserts
-nothing: no node, no wrapper, no cost. The cache tiers are not built yet
-(:class:`CachePolicy` says what it does today); failover lives in the model layer
+nothing: no node, no wrapper, no cost. The cache's own code lives in
+:mod:`graphops.cache`; failover lives in the model layer
 (:mod:`graphops.models.resilient`), not in the graph.
 """
 
@@ -173,43 +173,213 @@ def _whole(name: str, value: object, least: int) -> None:
 
 @dataclass(frozen=True)
 class CacheAnswer:
-    """A cached answer: the state update it restores, and the tier that found it."""
+    """A cached answer: the state update it restores, the tier that found it, and how close.
+
+    ``similarity`` is 1.0 for the exact tier; ``age_s`` the entry's age; ``key``
+    its exact key (what :meth:`CachePolicy.feedback` reports on).
+    """
 
     update: Mapping[str, Any]
     tier: Literal["exact", "semantic"] = "exact"
+    similarity: float = 1.0
+    age_s: float = 0.0
+    key: str | None = None
 
 
 @dataclass(frozen=True)
 class CachePolicy:
-    """Answer caching around the run.
+    """Answer caching around the run: an exact tier, and a semantic tier under an error bound.
 
-    The cache tiers are not built yet: :meth:`lookup` finds nothing and
-    :meth:`store` keeps nothing, so every run records a miss. The steps, their
-    spans and metrics, and the routing are final: a lookup that returns a
-    :class:`CacheAnswer` writes it into the state and skips the user's nodes, and
-    a subclass can script one (the tests do).
+    See :mod:`graphops.cache.answers` for what a lookup keys on, what a hit
+    restores and what is stored, and docs/caching.md for the measurements.
+
+    ``answers`` is the store that holds them (memory by default, this policy's own; a
+    :class:`~graphops.cache.store_sql.SqlAnswerStore` keeps them in SQLite or
+    Postgres). ``semantic`` (a :class:`~graphops.cache.semantic.SemanticTier`)
+    turns on the semantic tier for single-turn questions, held to
+    ``error_bound`` (:class:`~graphops.cache.decide.ErrorBound`: δ, the
+    calibration points, the verifier; without points, it serves nothing).
+    ``ttl_s`` is the exact tier's TTL (None: none); ``semantic_ttl_s`` how old an
+    entry may be to answer a similar question. ``share="user"`` keeps answers
+    private to each user (``"tenant"``: shared within a tenant and access scope).
+
+    The key's other fields: ``prompts`` and ``prompt_names`` (the prompts the
+    graph uses, their versions snapshotted at lookup and pinned for the run),
+    ``model`` (the chat model, or a fingerprint string; None: the key says
+    ``"unknown"``, so give one whenever the model can change) and
+    ``corpus_version`` (a string or a function asked at each lookup, such as the
+    retriever's ``lambda: retriever.corpus_version``).
+
+    ``restore`` are the state keys a hit restores; ``answer_key`` must be among
+    the output's keys for a run to be stored, and a run is not stored when any
+    ``skip_if`` key is true. ``tokens_cost`` is the price of a token, counted in
+    ``graphops_cache_cost_saved_total`` with every hit. ``clock`` gives epoch
+    seconds.
     """
 
+    answers: Any = field(default=None, compare=False)
+    semantic: Any = field(default=None, compare=False)
+    error_bound: Any = None
+    ttl_s: float | None = 86_400.0
+    semantic_ttl_s: float | None = 86_400.0
+    share: Literal["tenant", "user"] = "tenant"
+    prompts: Any = field(default=None, compare=False)
+    prompt_names: tuple[str, ...] = ()
+    model: Any = field(default=None, compare=False)
+    corpus_version: str | Callable[[], str | None] | None = field(default=None, compare=False)
+    restore: tuple[str, ...] = ("answer", "sources")
+    answer_key: str = "answer"
+    sources_key: str | None = "sources"
+    question_key: str = "question"
+    messages_key: str | None = "messages"
+    skip_if: tuple[str, ...] = ("low_confidence",)
+    tokens_cost: float = 0.0
+    clock: Callable[[], float] = field(default=time.time, compare=False)
+    _fingerprint: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    _background: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from graphops.cache.decide import ErrorBound
+        from graphops.cache.store import AnswerStore
+        from graphops.cache.store_memory import MemoryAnswerStore
+
+        if self.answers is None:
+            object.__setattr__(self, "answers", MemoryAnswerStore())
+        elif not isinstance(self.answers, AnswerStore):
+            raise ConfigurationError(
+                f"CachePolicy.answers takes an AnswerStore, not {type(self.answers).__name__}"
+            )
+        if self.error_bound is None:
+            object.__setattr__(self, "error_bound", ErrorBound())
+        elif not isinstance(self.error_bound, ErrorBound):
+            kind = type(self.error_bound).__name__
+            raise ConfigurationError(f"CachePolicy.error_bound takes an ErrorBound, not {kind}")
+        if self.semantic is not None:
+            from graphops.cache.semantic import SemanticTier
+
+            if not isinstance(self.semantic, SemanticTier):
+                raise ConfigurationError(
+                    f"CachePolicy.semantic takes a SemanticTier, not {type(self.semantic).__name__}"
+                )
+        for name in ("ttl_s", "semantic_ttl_s"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+            ):
+                raise ConfigurationError(
+                    f"CachePolicy.{name} is {value!r}: give a positive number of seconds, or None"
+                )
+        if self.share not in ("tenant", "user"):
+            raise ConfigurationError(f"CachePolicy.share is {self.share!r}: use 'tenant' or 'user'")
+        for name in ("restore", "prompt_names", "skip_if"):
+            items = getattr(self, name)
+            if not isinstance(items, tuple | list) or not all(
+                isinstance(i, str) and i for i in items
+            ):
+                raise ConfigurationError(
+                    f"CachePolicy.{name} takes a tuple of names, not {items!r}"
+                )
+            object.__setattr__(self, name, tuple(items))
+        if self.prompt_names and self.prompts is None:
+            raise ConfigurationError("CachePolicy.prompt_names needs prompts= (the PromptSource)")
+        if self.answer_key not in self.restore:
+            raise ConfigurationError(
+                f"CachePolicy.restore {self.restore!r} must hold answer_key {self.answer_key!r}"
+            )
+
+    @property
+    def answer_store(self) -> Any:
+        """The answer store (the policy's own in-memory one unless one was given)."""
+        return self.answers
+
+    @property
+    def blocking(self) -> bool:
+        """Whether a lookup or store does I/O (a database, an embedding): async runs offload it."""
+        from graphops.cache.store_memory import MemoryAnswerStore
+
+        return self.semantic is not None or not isinstance(self.answers, MemoryAnswerStore)
+
+    @staticmethod
+    def in_event_loop() -> bool:
+        """Whether the caller runs on an event loop (where blocking I/O must not run)."""
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    def store_soon(self, state: Any, scope: RunScope) -> None:
+        """:meth:`store` in the policy's background worker (one thread: stores stay in order)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not self._background:
+            self._background.append(
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphops-cache")
+            )
+        self._background.append(self._background[0].submit(self.store, state, scope))
+        self._background[1:] = [f for f in self._background[1:] if not f.done()]
+
+    async def drain(self) -> None:
+        """Wait for stores still running in the background worker."""
+        import anyio.to_thread
+
+        pending = list(self._background[1:])
+        for future in pending:
+            await anyio.to_thread.run_sync(future.result)
+
+    def model_fingerprint(self) -> str:
+        """The model chain's part of the key, computed once."""
+        if not self._fingerprint:
+            from graphops.cache.keys import model_fingerprint
+
+            self._fingerprint.append(
+                "unknown" if self.model is None else model_fingerprint(self.model)
+            )
+        return self._fingerprint[0]
+
+    def corpus(self) -> str | None:
+        """The corpus version now (asked of ``corpus_version`` when it is a function)."""
+        version = self.corpus_version() if callable(self.corpus_version) else self.corpus_version
+        return None if version is None else str(version)
+
     def lookup(self, state: Any, scope: RunScope) -> CacheAnswer | None:
-        """The cached answer for this run, if any (none: the tiers are not built)."""
-        return None
+        """The cached answer for this run, if any (:func:`graphops.cache.answers.lookup`)."""
+        from graphops.cache.answers import lookup
+
+        return lookup(self, state, scope)
+
+    def store_answer(self, state: Any, scope: RunScope) -> tuple[bool, str | None]:
+        """Store the run's answer: whether it was stored, and if not, why."""
+        from graphops.cache.answers import store
+
+        return store(self, state, scope)
 
     def store(self, state: Any, scope: RunScope) -> bool:
-        """Store the run's answer; whether it was stored (never, yet).
+        """Store the run's answer; whether it was stored.
 
         Called as the run's scope closes, once, with the run's output as ``state``,
         and only for a run that ended normally and was not refused, answered from
         the cache or degraded. It runs inline: keep it short.
         """
-        return False
+        return self.store_answer(state, scope)[0]
 
     def stale(self, state: Any, scope: RunScope) -> Mapping[str, Any] | None:
-        """A stale answer for a run that is degrading: its state update, or None (not built).
+        """This run's exact entry even if expired, for a run that is degrading; or None."""
+        from graphops.cache.answers import stale
 
-        The first level of the degradation ladder asks this; until the cache tiers
-        exist there is nothing stale to give.
+        return stale(self, state, scope)
+
+    def feedback(self, outcome: Mapping[str, Any], correct: bool) -> bool:
+        """Report whether a hit was right (``outcome``: the ops channel's ``cache``).
+
+        A semantic hit reported wrong raises that entry's threshold above its
+        similarity; enough right ones lower it (see :mod:`graphops.cache.decide`).
         """
-        return None
+        from graphops.cache.answers import feedback
+
+        return feedback(self, outcome, correct)
 
 
 @dataclass(frozen=True)

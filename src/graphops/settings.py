@@ -99,6 +99,20 @@ class Settings(BaseSettings):
         60.0, gt=0, le=3600, description="Seconds one run may take (a run's timeout_s overrides)."
     )
 
+    # the answer cache
+    cache: Literal["on", "exact", "off"] = Field(
+        "on", description="on: exact and semantic tiers | exact: exact only | off."
+    )
+    cache_ttl: float = Field(
+        86_400.0, gt=0, le=31_536_000, description="Seconds a cached answer lives."
+    )
+    cache_delta: float = Field(
+        0.02,
+        gt=0,
+        lt=1,
+        description="Error rate the semantic tier may reach at most (its threshold is measured).",
+    )
+
     # ingestion over HTTP
     http_connect_timeout: float = Field(10.0, gt=0)
     http_read_timeout: float = Field(30.0, gt=0)

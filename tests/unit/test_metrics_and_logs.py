@@ -91,7 +91,7 @@ async def test_metrics_parse_and_agree_with_the_spans(
     # the guard and the cache lookup count every run they see
     allowed = frozenset({("outcome", "allowed"), ("reason", "")})
     assert values[("graphops_guard_decisions_total", allowed)] == 2
-    missed = frozenset({("layer", ""), ("result", "miss")})
+    missed = frozenset({("layer", "exact"), ("result", "miss")})
     assert values[("graphops_cache_requests_total", missed)] == 2
     assert "# TYPE graphops_spans_dropped" in text
     for unfilled in ("prompt_variant_runs",):

@@ -102,7 +102,7 @@ def test_policies_refuse_bad_values(options: dict[str, Any], fragment: str) -> N
 
 @dataclass(frozen=True)
 class Scripted(CachePolicy):
-    """A cache that answers every lookup (the cache tiers are not built yet)."""
+    """A cache that answers every lookup, whatever the question."""
 
     def lookup(self, state: Any, scope: RunScope) -> CacheAnswer | None:
         return CacheAnswer({"answer": "cached"}, tier="semantic")
@@ -113,14 +113,20 @@ def test_the_cache_lookup_misses_until_a_tier_answers() -> None:
     miss = cache_lookup_step(CachePolicy())
     result = miss.run({"question": "q"}, scope())
     assert result.outcome == {"hit": False, "tier": None} and result.stop is None
-    assert result.attributes == {"graphops.cache.hit": False}
+    assert result.attributes == {"graphops.cache.hit": False, "graphops.cache.lookup": "miss"}
     assert miss.count is not None
     miss.count(result, metrics)
-    assert metrics.cache_requests.labels("", "miss")._value.get() == 1
+    assert metrics.cache_requests.labels("exact", "miss")._value.get() == 1
 
     hit = cache_lookup_step(Scripted())
     result = hit.run({"question": "q"}, scope())
-    assert result.outcome == {"hit": True, "tier": "semantic"}
+    assert result.outcome == {
+        "hit": True,
+        "tier": "semantic",
+        "similarity": 1.0,
+        "age_s": 0.0,
+        "key": None,
+    }
     assert result.update == {"answer": "cached"} and result.stop == "answered"
     assert hit.count is not None
     hit.count(result, metrics)
@@ -130,7 +136,7 @@ def test_the_cache_lookup_misses_until_a_tier_answers() -> None:
 def test_the_store_skips_cached_and_degraded_answers() -> None:
     step = cache_store_step(CachePolicy())
     run = scope()
-    assert step.run({}, run).outcome == {"stored": False, "reason": None}
+    assert step.run({}, run).outcome == {"stored": False, "reason": "not_looked_up"}
     run.outcomes["cache"] = {"hit": True, "tier": "exact"}
     assert step.run({}, run).outcome == {"stored": False, "reason": "cache_hit"}
     run.outcomes.pop("cache")

@@ -43,14 +43,15 @@ def observed_reference(
     exporters ``GRAPHOPS_TRACES_EXPORTER`` names; embeddings are wrapped so their
     calls are spans too (they fire no LangChain callbacks). ``guard`` defaults to
     :func:`reference_guard`. ``degrade=False`` (re-runs) leaves the ladder out: a
-    re-run is for seeing what fails, so it fails rather than answer degraded.
+    re-run is for seeing what fails, so it fails rather than answer degraded, and
+    it runs the graph rather than answer from the cache.
     """
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     from graphops.builder import build_observed_graph
     from graphops.observe import Telemetry
     from graphops.observe.tracing import exporters_named
-    from graphs.agentic_rag import RagDeps, build_agentic_rag, reference_ops
+    from graphs.agentic_rag import RagDeps, build_agentic_rag, reference_cache, reference_ops
 
     policy = guard if guard is not None else reference_guard(settings)
 
@@ -70,7 +71,11 @@ def observed_reference(
             build_agentic_rag(dataclasses.replace(deps, retriever=retriever)),
             ops=_ladder_or_not(
                 reference_ops(
-                    guard=policy, embeddings=embeddings, settings=settings, telemetry=telemetry
+                    guard=policy,
+                    embeddings=embeddings,
+                    settings=settings,
+                    telemetry=telemetry,
+                    cache=reference_cache(deps, settings, embeddings) if degrade else None,
                 ),
                 degrade,
             ),

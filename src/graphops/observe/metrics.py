@@ -128,6 +128,24 @@ class Metrics:
         self.cache_requests = Counter(
             "graphops_cache_requests", "Cache lookups.", ["layer", "result"], registry=r
         )
+        self.cache_verifier_rejections = Counter(
+            "graphops_cache_verifier_rejections",
+            "Semantic candidates the verifier vetoed, by kind of conflict.",
+            ["reason"],
+            registry=r,
+        )
+        self.cache_tokens_saved = Counter(
+            "graphops_cache_tokens_saved",
+            "Tokens the runs that made cached answers used, saved again by each hit.",
+            ["tier"],
+            registry=r,
+        )
+        self.cache_cost_saved = Counter(
+            "graphops_cache_cost_saved",
+            "What the tokens saved by hits cost (CachePolicy.tokens_cost per token).",
+            ["tier"],
+            registry=r,
+        )
         self.guard_decisions = Counter(
             "graphops_guard_decisions", "Guard outcomes.", ["outcome", "reason"], registry=r
         )

@@ -6,9 +6,11 @@ version it gets is decided here, in this order:
 1. a per-run override in the run's config, ``configurable["graphops_prompts"]``
    (``{"answer": 3}`` or ``{"answer": "staging"}``): what ``graphops replay --rerun
    --prompt answer=3`` passes;
-2. the registry version the deployment's label (``production`` by default,
+2. the version the answer cache looked the run up with (``RunScope.prompt_pins``):
+   a label moved during the run does not make its stored answer's key a lie;
+3. the registry version the deployment's label (``production`` by default,
    ``GRAPHOPS_PROMPT_LABEL``) points at;
-3. the prompt file, published to the registry the first time it is used with
+4. the prompt file, published to the registry the first time it is used with
    this content, so every run records a version number that can be fetched later.
 
 Label lookups are cached for ``refresh_s`` seconds (a moved label takes effect
@@ -60,6 +62,7 @@ __all__ = [
     "PromptSource",
     "RegistryPrompts",
     "aprompt",
+    "pinned_version",
     "prompt_overrides",
 ]
 
@@ -106,11 +109,28 @@ def prompt_overrides(config: Mapping[str, Any] | None = None) -> dict[str, int |
     return out
 
 
+def pinned_version(name: str, config: Mapping[str, Any] | None = None) -> int | None:
+    """The version of ``name`` this run's cache lookup keyed on, if it pinned one."""
+    if config is None:
+        from langgraph.config import get_config
+
+        try:
+            config = get_config()
+        except RuntimeError:
+            return None
+    from graphops.runtime import run_scope
+
+    scope = run_scope(config)  # type: ignore[arg-type]
+    return scope.prompt_pins.get(name) if scope is not None else None
+
+
 async def aprompt(
     source: PromptSource, name: str, config: Mapping[str, Any] | None = None
 ) -> ChatPromptTemplate:
     """The chat template for ``name`` in this run, resolved off the event loop."""
     ref = prompt_overrides(config).get(name)
+    if ref is None:
+        ref = pinned_version(name, config)
     # the worker thread runs in a copy of this context, so the run's config (and
     # with it the node's span) is still visible to the source there
     prompt = await anyio.to_thread.run_sync(source.resolve, name, ref)
