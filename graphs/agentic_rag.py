@@ -388,7 +388,8 @@ def reference_cache(
     """The answer cache of the reference graph, keyed on everything its answer depends on.
 
     Its prompts (all of :data:`PROMPT_NAMES`), its chat model chain and the
-    retriever's corpus version. With ``settings``, answers are kept in the
+    retriever's corpus version. A hit restores the answer, its sources, the passages
+    they came from, the route and whether the answer was low-confidence. With ``settings``, answers are kept in the
     database (``settings.database``) and, unless ``GRAPHOPS_CACHE=exact``, similar
     questions are answered by the semantic tier on ``embeddings`` (the
     retriever's), under ``GRAPHOPS_CACHE_DELTA``'s error bound with the
@@ -417,6 +418,7 @@ def reference_cache(
         semantic_ttl_s=ttl,
         prompts=_DepsPrompts(lazy),
         prompt_names=PROMPT_NAMES,
+        restore=("answer", "sources", "low_confidence", "route", "documents"),
         model=lambda: lazy.get().chat,
         corpus_version=lambda: lazy.get().retriever.corpus_version,  # type: ignore[attr-defined]
     )

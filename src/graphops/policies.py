@@ -212,7 +212,8 @@ class CachePolicy:
 
     ``restore`` are the state keys a hit restores; ``answer_key`` must be among
     the output's keys for a run to be stored, and a run is not stored when any
-    ``skip_if`` key is true. ``tokens_cost`` is the price of a token, counted in
+    ``skip_if`` key is true (``("low_confidence",)``, say: none by default, since
+    the same run would give the same answer again). ``tokens_cost`` is the price of a token, counted in
     ``graphops_cache_cost_saved_total`` with every hit. ``clock`` gives epoch
     seconds.
     """
@@ -232,7 +233,7 @@ class CachePolicy:
     sources_key: str | None = "sources"
     question_key: str = "question"
     messages_key: str | None = "messages"
-    skip_if: tuple[str, ...] = ("low_confidence",)
+    skip_if: tuple[str, ...] = ()
     tokens_cost: float = 0.0
     clock: Callable[[], float] = field(default=time.time, compare=False)
     _fingerprint: list[str] = field(default_factory=list, init=False, repr=False, compare=False)

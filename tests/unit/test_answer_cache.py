@@ -154,7 +154,7 @@ def test_entries_expire_after_their_ttl() -> None:
     assert len(chat.calls) == 2
 
 
-def test_low_confidence_answers_are_not_stored() -> None:
+def test_answers_a_skip_if_key_marks_are_not_stored() -> None:
     chat = ScriptedChatModel(respond=echo)
 
     def generate(state: State) -> dict[str, Any]:
@@ -163,7 +163,8 @@ def test_low_confidence_answers_are_not_stored() -> None:
     builder = StateGraph(State)
     builder.add_node("generate", generate)
     builder.add_edge(START, "generate")
-    app = build_observed_graph(builder, ops=Ops(cache=CachePolicy(model=chat), telemetry=None))
+    skipping = CachePolicy(model=chat, skip_if=("low_confidence",))
+    app = build_observed_graph(builder, ops=Ops(cache=skipping, telemetry=None))
     app.invoke({"question": "q"})
     app.invoke({"question": "q"})
     assert len(chat.calls) == 2

@@ -101,6 +101,7 @@ _NUMERAL |= {"once": 1, "twice": 2, "thrice": 3, "dozen": 12}
 _ORDINAL = {w: i for i, w in enumerate(_in_order("second third fourth fifth sixth"), 2)}
 _MONTHS = "january february march april may june july august september october november december"
 _MONTH = {m: i for i, m in enumerate(_in_order(_MONTHS), 1)}
+_FULL_MONTHS = frozenset(_MONTH)
 _MONTH |= {m[:3]: i for m, i in _MONTH.items() if m not in ("march", "may")} | {"sept": 9}
 _DAYS = _words("monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday")
 _OPPOSITES = _in_order(  # a concept each: the words of one side | the words of the other
@@ -240,7 +241,8 @@ class _Parse:
 
 def _month(t: _Token) -> bool:
     """A month's name, not the verb "may", nor "dec" unless beside a number."""
-    return t.low in _MONTHS and (t.low not in ("may", "march") or t.raw[0].isupper() > t.initial)
+    named = t.raw[0].isupper() and not t.initial
+    return t.low in _FULL_MONTHS and (t.low not in ("may", "march") or named)
 
 
 _Quantities = tuple[Counter[str], int, dict[str, frozenset[str]], Counter[str], frozenset[str]]
@@ -393,7 +395,7 @@ def _near(a: _Parse, b: _Parse, slot: Iterable[str] = ()) -> bool:
     slots = set(slot)
     rest = [w for w in a.content - b.content if w[0] == "~" or not b.has(w)]
     rest += [w for w in b.content - a.content if w[0] == "~" or not a.has(w)]
-    rest = [w for w in rest if w not in slots and _SEP.sub("", w) not in slots]
+    rest = [w for w in rest if _variants(w).isdisjoint(slots)]
     return len(rest) <= max(_NEAR_WORDS, _NEAR_SHARE * len(a.content | b.content))
 
 
@@ -465,6 +467,8 @@ def _check_negation(a: _Parse, b: _Parse, entities: frozenset[str]) -> Conflict 
 
 def _check_number(a: _Parse, b: _Parse, entities: frozenset[str]) -> Conflict | None:
     x, y = a.numbers, b.numbers
+    if not (x or y):
+        return None
     if x != y and (a.ones or b.ones):  # "one" alone is rarely a count: "one of the"
         x, y = x.copy(), y.copy()
         x["1"] -= 0 if b.numbers["1"] else a.ones
@@ -480,7 +484,7 @@ def _check_number(a: _Parse, b: _Parse, entities: frozenset[str]) -> Conflict | 
 
 
 def _check_date(a: _Parse, b: _Parse, entities: frozenset[str]) -> Conflict | None:
-    if a.dates != b.dates and ((a.dates and b.dates) or _near(a, b)):
+    if (a.dates or b.dates) and a.dates != b.dates and ((a.dates and b.dates) or _near(a, b)):
         dates = [_show(p.dates.elements()) for p in (a, b)]
         return Conflict("date", f"dates {dates[0]} vs {dates[1]}")
     if a.periods and b.periods and a.periods != b.periods:
@@ -530,8 +534,10 @@ class Verifier:
     """Configurable; the defaults are what graphops uses.
 
     ``entities`` adds domain terms (lowercase; :func:`corpus_entities` builds them from the
-    corpus) that are names although they look like ordinary words ("guard", "budget");
-    ``checks`` picks the rules that may veto a match.
+    corpus) that are names although they look like ordinary words: "the guard" and "the
+    budget" are two components, which no capital letter tells. More names mean more vetoes
+    of paraphrases that swap a name for a related one, so the default adds none.
+    ``checks`` picks the rules that may veto a match (all five by default).
     """
 
     entities: frozenset[str] = frozenset()
@@ -547,7 +553,11 @@ class Verifier:
         object.__setattr__(self, "_keys", keys)
 
     def conflict(self, cached: str, query: str) -> Conflict | None:
-        """The first reason why the cached question's answer cannot serve the query, or None."""
+        """The first reason why the cached question's answer cannot serve the query, or None.
+
+        Symmetric but for the order of the detail's two sides; the checks run in the order
+        negation, number, date, entity, order, and the first that vetoes names the kind.
+        """
         a, b = _parse(cached), _parse(query)
         for kind, check in _CHECKS:
             if kind in self.checks and (found := check(a, b, self._keys)) is not None:

@@ -118,6 +118,7 @@ async def _run_ask(args: argparse.Namespace, settings: Settings) -> dict[str, An
         "route": state.get("route"),
         "low_confidence": bool(state.get("low_confidence")),
         "degraded": ops_of(state).get("degraded"),
+        "cached": _cached(ops_of(state).get("cache")),
         "sources": [
             {
                 "id": s,
@@ -173,6 +174,13 @@ def _refuse_other_graphs(url: str, thread: str) -> None:
         )
 
 
+def _cached(outcome: Any) -> dict[str, Any] | None:
+    """The cache hit as ``--json`` shows it (None: the graph ran)."""
+    if not isinstance(outcome, dict) or not outcome.get("hit"):
+        return None
+    return {k: outcome.get(k) for k in ("tier", "similarity", "age_s")}
+
+
 def _print_ask(result: dict[str, Any], streamed: bool) -> None:
     if not streamed:
         print(result["answer"].strip())
@@ -183,6 +191,12 @@ def _print_ask(result: dict[str, Any], streamed: bool) -> None:
             print(f"  [{i}] {source['id']}" + (f" ({where})" if where else ""))
     if result["low_confidence"]:
         print("  (no passage was judged relevant; answered from the closest ones)")
+    cached = result.get("cached")
+    if cached:
+        print(
+            f"  (answered from the cache: {cached['tier']} tier, similarity "
+            f"{cached['similarity']:.2f}, {cached['age_s']:.0f} s old)"
+        )
     degraded = result.get("degraded")
     if degraded:
         print(
