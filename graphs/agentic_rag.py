@@ -389,12 +389,13 @@ def reference_cache(
 
     Its prompts (all of :data:`PROMPT_NAMES`), its chat model chain and the
     retriever's corpus version. A hit restores the answer, its sources, the passages
-    they came from, the route and whether the answer was low-confidence. With ``settings``, answers are kept in the
-    database (``settings.database``) and, unless ``GRAPHOPS_CACHE=exact``, similar
-    questions are answered by the semantic tier on ``embeddings`` (the
-    retriever's), under ``GRAPHOPS_CACHE_DELTA``'s error bound with the
-    thresholds measured for MiniLM. Without settings (the module's ``graph``): in
-    memory, exact tier only.
+    they came from, the route and whether the answer was low-confidence. With
+    ``settings``, answers are kept in the database (``settings.database``) and,
+    unless ``GRAPHOPS_CACHE=exact``, similar questions are answered by the
+    semantic tier on ``embeddings`` (the retriever's), under the error bound of
+    ``GRAPHOPS_CACHE_DELTA`` with the thresholds measured for MiniLM
+    (``GRAPHOPS_CACHE=off``: the command line passes no cache). Without settings
+    (the module's ``graph``): in memory, exact tier only.
     """
     lazy = deps if isinstance(deps, _Lazy) else _Lazy(deps)
     answers: Any = None

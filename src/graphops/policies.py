@@ -213,8 +213,8 @@ class CachePolicy:
     ``restore`` are the state keys a hit restores; ``answer_key`` must be among
     the output's keys for a run to be stored, and a run is not stored when any
     ``skip_if`` key is true (``("low_confidence",)``, say: none by default, since
-    the same run would give the same answer again). ``tokens_cost`` is the price of a token, counted in
-    ``graphops_cache_cost_saved_total`` with every hit. ``clock`` gives epoch
+    the same run would give the same answer again). ``tokens_cost`` is the price
+    of a token, counted in ``graphops_cache_cost_saved_total`` with every hit. ``clock`` gives epoch
     seconds.
     """
 

@@ -19,9 +19,9 @@ the graph has that key, and, when it has ``messages``, the question as a
 cached). The ops channel says ``cache: {hit, tier, similarity, age_s}``.
 
 **Store** (as the run closes, after a normal end; never a refused, cached or
-degraded run, nor one whose ``skip_if`` keys are true): the entry under the key the lookup made, with its
-documents (the part of each source id before ``#``) for the reverse index, and
-the tokens the run used (saved by every later hit).
+degraded run, nor one whose ``skip_if`` keys are true): the entry under the key
+the lookup made, with its documents (the part of each source id before ``#``)
+for the reverse index, and the tokens the run used (saved by every later hit).
 
 A store or semantic tier that fails never fails the run: the lookup is a miss
 and the store is skipped, each logged and on the step's span.

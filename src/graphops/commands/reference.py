@@ -75,7 +75,9 @@ def observed_reference(
                     embeddings=embeddings,
                     settings=settings,
                     telemetry=telemetry,
-                    cache=reference_cache(deps, settings, embeddings) if degrade else None,
+                    cache=reference_cache(deps, settings, embeddings)
+                    if degrade and settings.cache != "off"
+                    else None,
                 ),
                 degrade,
             ),
