@@ -115,3 +115,15 @@ def test_decide_takes_the_best_candidate_the_verifier_lets_through() -> None:
     assert decision.key == "k-enable"
     assert [c.kind for c in decision.rejected] == ["negation"]
     assert decide(bound, "How do I enable the cache?", candidates[2:]).key is None
+
+
+def test_partitions_hold_half_precision_vectors_and_still_forget_rows(tier: SemanticTier) -> None:
+    import faiss
+
+    tier.add("p", "what is a bulkhead", "k1", tier.embed("what is a bulkhead"))
+    index = tier._managers["p"].v._index
+    assert isinstance(faiss.downcast_index(index.index), faiss.IndexScalarQuantizer)
+    [(similarity, _)] = tier.search("p", tier.embed("what is a bulkhead"))
+    assert similarity == pytest.approx(1.0, abs=2e-3)
+    tier.forget("p", [1])
+    assert tier.count("p") == 0
