@@ -54,9 +54,10 @@ with it (the model's embeddings and Faiss' OpenMP threads most of all).
    directory, the corpus index copied from the project's .graphops/index when
    there is one; telemetry on, no exporter), ``ainvoke`` as LangGraph serves it.
    Low-confidence answers are stored too (``skip_if=()``, the default), so that
-   every second run is a hit whatever the 135M model made of the passages. One warm-up question loads the model; then per
-   question (``--reference-questions``, the first of evals/golden.jsonl) the
-   first run (a miss: the whole graph) and the second (an exact hit), with
+   every second run is a hit whatever the 135M model made of the passages. One
+   warm-up question loads the model; then per question
+   (``--reference-questions``, the first of evals/golden.jsonl) the first run
+   (a miss: the whole graph) and the second (an exact hit), with
    ``await policy.drain()`` between them, untimed: in an event loop the store
    runs in the policy's background worker.
 """

@@ -5,8 +5,9 @@ embeddings (the retriever's), a GPTCache ``SQLStorage`` scalar store (SQLite
 by default, any SQLAlchemy URL GPTCache supports, Postgres among them) and one
 GPTCache ``Faiss`` vector store **per partition**, whose index holds its
 vectors in half precision (:func:`_index`: half the memory read per search).
-The partition is the hash of every field of the exact key but the question (tenant, access scope, user when
-private, graph, prompt versions, model chain, corpus version): a search only
+The partition is the hash of every field of the exact key but the question
+(tenant, access scope, user when private, graph, prompt versions, model chain,
+corpus version): a search only
 ever sees its own partition's vectors, so no other tenant's question can come
 back, whatever is asked, and a search's time depends on its own partition's
 size only. Scope text is never mixed into the embedded question
