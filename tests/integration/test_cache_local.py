@@ -19,7 +19,7 @@ from graphops.cache.calibrate import (
 from graphops.cache.semantic import SemanticTier
 from graphops.models.local_embeddings import LocalMiniLMEmbeddings
 from graphops.settings import Settings
-from tests.integration.support import ROOT, graphops_for
+from tests.integration.support import ROOT, graphops_for, private_database
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,17 @@ def test_the_held_out_error_stays_within_delta_where_a_fixed_threshold_does_not(
 
 
 def test_the_semantic_tier_keeps_gptcache_rows_in_postgres(
-    local_embeddings: LocalMiniLMEmbeddings, postgres_url: str, tmp_path: Path
+    local_embeddings: LocalMiniLMEmbeddings, tmp_path: Path
+) -> None:
+    # its own database: GPTCache's tables are not graphops' migrated schema
+    with private_database("graphops_semantic") as (_, name):
+        _gptcache_on_postgres(
+            local_embeddings, tmp_path, f"postgresql://postgres@127.0.0.1:5432/{name}"
+        )
+
+
+def _gptcache_on_postgres(
+    local_embeddings: LocalMiniLMEmbeddings, tmp_path: Path, postgres_url: str
 ) -> None:
     first = SemanticTier(local_embeddings, tmp_path, url=postgres_url)
     question = "How do I purge one tenant's cached answers?"
