@@ -154,6 +154,8 @@ def _node_spec(
     stage = options.timeout if options is not None else None
     if options is not None and options.retry is not None and not spec.retry_policy:
         changes["retry_policy"] = options.retry
+    if options is not None and options.cache is not None and spec.cache_policy is None:
+        changes["cache_policy"] = options.cache
     retry = changes.get("retry_policy", spec.retry_policy)
     if retry and ops.budget is not None:
         changes["retry_policy"] = _within_deadline(retry)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from langgraph.types import CachePolicy as LangGraphCachePolicy
 from langgraph.types import RetryPolicy
 
 from graphops.errors import ConfigurationError
@@ -391,12 +392,17 @@ class NodeOps:
     run's time left)``, sync nodes included (see :mod:`graphops.resilience.budget`).
     ``retry`` is LangGraph's own ``retry_policy`` (never retrying past the run's
     deadline). ``degrade`` is this node's own degradation ladder (``()``: it fails
-    instead of degrading); None takes ``Ops.degrade``'s.
+    instead of degrading); None takes ``Ops.degrade``'s. ``cache`` is LangGraph's
+    own node ``cache_policy`` (such as
+    :func:`graphops.cache.retrieval.retrieval_cache_policy` for a retrieve node;
+    give ``build_observed_graph`` a ``cache=`` backend for it). A setting the
+    node already has is kept.
     """
 
     timeout: float | None = None
     retry: RetryPolicy | Sequence[RetryPolicy] | None = None
     degrade: tuple[DegradeLevel, ...] | None = None
+    cache: LangGraphCachePolicy[Any] | None = None
 
     def __post_init__(self) -> None:
         if self.timeout is not None and (
@@ -406,6 +412,11 @@ class NodeOps:
         ):
             raise ConfigurationError(
                 f"NodeOps.timeout is {self.timeout!r}: give a positive number of seconds"
+            )
+        if self.cache is not None and not isinstance(self.cache, LangGraphCachePolicy):
+            raise ConfigurationError(
+                "NodeOps.cache takes LangGraph's CachePolicy (langgraph.types), not "
+                f"{type(self.cache).__name__}"
             )
         if self.degrade is not None:
             check_levels("NodeOps.degrade", self.degrade)
