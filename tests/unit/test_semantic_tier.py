@@ -127,3 +127,13 @@ def test_partitions_hold_half_precision_vectors_and_still_forget_rows(tier: Sema
     assert similarity == pytest.approx(1.0, abs=2e-3)
     tier.forget("p", [1])
     assert tier.count("p") == 0
+
+
+def test_the_settings_tier_keeps_gptcache_out_of_graphops_database(tmp_path: Path) -> None:
+    from graphops.cache.factory import semantic_tier
+    from graphops.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, database_url="postgresql://nobody@127.0.0.1:1/none")
+    tier = semantic_tier(settings, HashEmbeddings())
+    assert tier.url == f"sqlite:///{tmp_path / 'cache' / 'semantic.sqlite'}"
+    assert tier.directory == tmp_path / "cache"

@@ -7,8 +7,10 @@ registry's is (:func:`graphops.db.prepare`: a SQLite database is created on
 first use, an out-of-date Postgres schema refused with ``graphops db upgrade``).
 
 :func:`semantic_tier` gives the semantic tier: GPTCache's scalar store in
-SQLite under ``GRAPHOPS_DATA_DIR/cache`` (or the Postgres database of
-``GRAPHOPS_DATABASE_URL``), the partitions' Faiss files beside it.
+SQLite under ``GRAPHOPS_DATA_DIR/cache``, the partitions' Faiss files beside it,
+even when answers are in Postgres: each process searches its own Faiss copy
+anyway, and GPTCache's tables are not graphops' migrated schema, so they stay
+out of graphops' database (``SemanticTier(url=...)`` puts them elsewhere).
 """
 
 from __future__ import annotations
@@ -37,6 +39,4 @@ def semantic_tier(settings: Settings, embeddings: Embeddings) -> SemanticTier:
     """The semantic tier the settings ask for, on ``embeddings``."""
     from graphops.cache.semantic import SemanticTier
 
-    url = settings.database_url
-    url = url if url is not None and url.startswith("postgres") else None
-    return SemanticTier(embeddings, settings.data_dir / "cache", url=url)
+    return SemanticTier(embeddings, settings.data_dir / "cache")
