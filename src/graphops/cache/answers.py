@@ -140,12 +140,11 @@ def lookup(policy: CachePolicy, state: Any, scope: RunScope) -> CacheAnswer | No
         if policy.semantic is None or not found.single_turn:
             return None
         found.vector = policy.semantic.embed(question)
-        found.decision = decision = _semantic(policy, found, now)
+        found.decision, entries = _semantic(policy, found, now)
+        decision = found.decision
         if decision.key is None:
             return None
-        entry = policy.answer_store.get(decision.key, now)
-        if entry is None:
-            return None
+        entry = entries[decision.key]
         similarity = float(decision.similarity or 0.0)
         return CacheAnswer(
             _restored(policy, entry, found, "semantic", similarity, now),
@@ -160,17 +159,22 @@ def lookup(policy: CachePolicy, state: Any, scope: RunScope) -> CacheAnswer | No
         return None
 
 
-def _semantic(policy: CachePolicy, found: Lookup, now: float) -> Decision:
+def _semantic(
+    policy: CachePolicy, found: Lookup, now: float
+) -> tuple[Decision, dict[str, CacheEntry]]:
+    """The decision on the partition's candidates, and their live entries (read once)."""
     assert policy.semantic is not None and found.vector is not None
     candidates: list[tuple[float, str, str, Sequence[Observation]]] = []
+    entries: dict[str, CacheEntry] = {}
     for similarity, key in policy.semantic.search(found.scope.partition, found.vector):
         entry = policy.answer_store.get(key, now)
         if entry is None:
             continue
         if policy.semantic_ttl_s is not None and now - entry.created > policy.semantic_ttl_s:
             continue
+        entries[key] = entry
         candidates.append((similarity, key, entry.question, policy.answer_store.observations(key)))
-    return decide(policy.error_bound, found.question, candidates)
+    return decide(policy.error_bound, found.question, candidates), entries
 
 
 def _restored(
