@@ -4,7 +4,8 @@ GPTCache is configured explicitly, never by its ``init`` defaults: our MiniLM
 embeddings (the retriever's), a GPTCache ``SQLStorage`` scalar store (SQLite
 by default, any SQLAlchemy URL GPTCache supports, Postgres among them) and one
 GPTCache ``Faiss`` vector store **per partition**, whose index holds its
-vectors in half precision (:func:`_index`: half the memory read per search).
+vectors in half precision, exact while the partition is small and inverted
+lists from 20,000 entries on (:mod:`graphops.cache.ann`).
 The partition is the hash of every field of the exact key but the question
 (tenant, access scope, user when private, graph, prompt versions, model chain,
 corpus version): a search only
@@ -48,6 +49,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from graphops.cache.ann import contents, due, flat_index, ivf_index, one_thread
 from graphops.errors import ConfigurationError, StorageError
 
 __all__ = ["SemanticTier", "no_runtime_installs"]
@@ -112,6 +114,8 @@ class SemanticTier:
         self._keys: dict[tuple[str, int], str] = {}
         self._empty: set[str] = set()  # partitions found with no rows (not asked again)
         self._dirty: dict[str, float] = {}  # partition -> when it first changed since a flush
+        # partitions being re-built outside the lock: what changed meanwhile (added, removed)
+        self._pending: dict[str, tuple[list[Any], list[int]]] = {}
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ public
@@ -164,12 +168,16 @@ class SemanticTier:
                     )
                 ]
             )
-            manager.v.mul_add([VectorData(id=rows[0], data=data)])
+            added = VectorData(id=rows[0], data=data)
+            manager.v.mul_add([added])
+            if partition in self._pending:
+                self._pending[partition][0].append(added)
             self._keys[(partition, int(rows[0]))] = key
             self._empty.discard(partition)
             self._dirty.setdefault(partition, time.monotonic())
             if time.monotonic() - self._dirty[partition] >= self.flush_s:
                 self._flush(partition)
+        self.reindex(partition)
 
     def forget(self, partition: str, rows: list[int]) -> None:
         """Drop rows from a partition's index and the scalar store (their entries are gone)."""
@@ -178,10 +186,52 @@ class SemanticTier:
             if manager is None or not rows:
                 return
             manager.v.delete(rows)
+            if partition in self._pending:
+                self._pending[partition][1].extend(rows)
             self._scalar.mark_deleted(rows)
             for row in rows:
                 self._keys.pop((partition, row), None)
             self._dirty.setdefault(partition, time.monotonic())
+
+    def reindex(self, partition: str, *, force: bool = False) -> bool:
+        """Re-build ``partition``'s index as inverted lists when its size calls for it.
+
+        :meth:`add` calls it; the k-means build (a few seconds at 100,000 entries)
+        runs outside the tier's lock on a copy of the vectors, so searches go on
+        against the old index meanwhile, and what was added or removed during the
+        build is applied to the new index before it replaces the old one.
+        Returns whether the index was replaced. ``force`` re-builds whatever the
+        size (at least one vector).
+        """
+        with self._lock:
+            manager = self._managers.get(partition)
+            if manager is None or partition in self._pending:
+                return False
+            index = manager.v._index
+            if not (due(index) or (force and index.ntotal)):
+                return False
+            ids, vectors = contents(index)
+            self._pending[partition] = ([], [])
+        try:
+            built = ivf_index(ids, vectors)
+        except Exception as exc:  # a failed build keeps the old index, which still answers
+            _log.warning("semantic partition %s: re-build failed, kept: %s", partition, exc)
+            with self._lock:
+                self._pending.pop(partition, None)
+            return False
+        with self._lock:
+            added, removed = self._pending.pop(partition)
+            if added:
+                built.add_with_ids(
+                    np.asarray([a.data for a in added], dtype="float32"),
+                    np.asarray([a.id for a in added], dtype="int64"),
+                )
+            if removed:
+                gone = np.asarray(removed, dtype="int64")
+                built.remove_ids(gone)
+            manager.v._index = built
+            self._dirty.setdefault(partition, time.monotonic())
+        return True
 
     def count(self, partition: str) -> int:
         """How many questions ``partition``'s index holds."""
@@ -221,9 +271,10 @@ class SemanticTier:
         from gptcache.manager.eviction import EvictionBase
 
         dimension = self._dimension_of()
+        one_thread()
         vectors = VectorBase("faiss", dimension=dimension, index_path=str(path), top_k=self.top_k)
         if not path.exists():
-            vectors._index = _index(dimension)  # GPTCache's Faiss: its own store, our index kind
+            vectors._index = flat_index(dimension)  # GPTCache's Faiss store, our index kind
         manager = SSDataManager(
             self._scalar_store(), vectors, None, EvictionBase("no_op_eviction"), 0, 0
         )
@@ -263,6 +314,9 @@ class SemanticTier:
         if data:
             manager.v.mul_add(data)
             self._dirty.setdefault(partition, time.monotonic())
+            if due(manager.v._index):
+                ids, vectors = contents(manager.v._index)
+                manager.v._index = ivf_index(ids, vectors)
 
     def _key_of(self, partition: str, manager: Any, row: int) -> str | None:
         key = self._keys.get((partition, row))
@@ -290,22 +344,6 @@ class SemanticTier:
             yield
         except SQLAlchemyError as exc:
             raise StorageError(f"the semantic cache's store failed: {exc}") from exc
-
-
-def _index(dimension: int) -> Any:
-    """An exact Faiss index that holds vectors in 16-bit floats, searched on one thread.
-
-    GPTCache's own choice (``IDMap,Flat``, 32-bit floats) reads 150 MB per search
-    at 100,000 entries of 384 dimensions: about 22 ms on one core here, 40 ms on
-    two (a single query gains nothing from threads). Half precision halves that,
-    stays exact to the ranking (cosine similarities move by about 1e-3), needs no
-    training, and still supports removing rows. Faiss' thread count is set for
-    the process: one thread is also what single queries run fastest on.
-    """
-    import faiss
-
-    faiss.omp_set_num_threads(1)
-    return faiss.index_factory(dimension, "IDMap,SQfp16", faiss.METRIC_L2)
 
 
 def _driver(url: str) -> str:
