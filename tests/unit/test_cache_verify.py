@@ -161,6 +161,14 @@ order:    Are the MiniLM weights converted before the docs are embedded?
           Are the docs embedded before the MiniLM weights are converted?
 order:    Does a remote chat model fall back to the local model?
           Does the local chat model fall back to a remote model?
+topic:    Which page of the manual explains retry budgets and backoff?
+          Which page of the manual explains answer caching and expiry?
+topic:    What does the span exporter do when the database is locked?
+          What does the answer store's background worker do when the database is locked?
+topic:    Where are prompt versions kept when a deployment uses Postgres?
+          Where are cached answers and their feedback kept when a deployment uses Postgres?
+topic:    How do I see the run tree of a stored thread?
+          How do I see the request limits of a stored tenant?
 """)
 
 PARAPHRASES = _table("""

@@ -6,14 +6,16 @@ of two things. Serving one's answer for the other is a wrong answer, while a vet
 only a cache miss, so a match above the similarity threshold is vetoed when
 :func:`conflict` finds the two cannot share an answer. It is pure and fast (standard
 library, no model, no I/O): a text is parsed once (memoised: cached questions recur) and
-five checks compare two parses.
+six checks compare two parses.
 
 The checks look for *one small edit*: a hard near-duplicate is the same question with one
 thing changed, a paraphrase rewords it. What can only mean another question vetoes
 outright: two different numbers or dates, the same words with two runs of them trading
-places ("A before B", "B before A"). Weaker evidence (opposite words, a negation, a number
-or a name on one side only, two different names) vetoes only when little else differs,
-since a paraphrase may say "no" for "without", drop a name or use a related one.
+places ("A before B", "B before A"), the same frame around another subject ("Which
+page covers breakers?", "Which page covers quotas and bulkheads?"). Weaker evidence
+(opposite words, a negation, a number or a name on one side only, two different names)
+vetoes only when little else differs, since a paraphrase may say "no" for "without",
+drop a name or use a related one.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from graphops.errors import ConfigurationError
 
 __all__ = ["Conflict", "ConflictKind", "Verifier", "conflict", "corpus_entities"]
 
-ConflictKind = Literal["negation", "number", "date", "entity", "order"]
+ConflictKind = Literal["negation", "number", "date", "entity", "order", "topic"]
 _KINDS: frozenset[ConflictKind] = frozenset(get_args(ConflictKind))
 
 _TOKEN = re.compile(
@@ -228,6 +230,7 @@ class _Parse:
     periods: frozenset[str]
     names: dict[str, frozenset[str]]  # key -> tails of its segments (GRAPHOPS_TOP_K: topk)
     tails: frozenset[str]
+    words: tuple[tuple[str, str, str], ...]  # (lowercase, stem, kind) of every word, in order
 
     def has(self, word: str) -> bool:
         """Whether a word or term is in this question, in any case, spacing or number."""
@@ -379,9 +382,10 @@ def _parse(text: str) -> _Parse:
     content = frozenset(m for _, m in sequence if m != "&" and m not in _MARKERS)
     names = _names(tokens)
     tails = frozenset(t for found in names.values() for t in found)
+    plain = tuple((t.low, t.stem, t.kind) for t in words if t.kind != "part")
     return _Parse(
         negations, concepts, prefixed, frozenset(vocabulary), frozenset(context), content,
-        tuple(sequence), numbers, ones, units, dates, periods, names, tails,
+        tuple(sequence), numbers, ones, units, dates, periods, names, tails, plain,
     )  # fmt: skip
 
 
@@ -519,6 +523,53 @@ def _check_order(a: _Parse, b: _Parse, entities: frozenset[str]) -> Conflict | N
     return Conflict("order", f"{swap[0]!r} and {swap[1]!r} trade places")
 
 
+def _check_topic(a: _Parse, b: _Parse, entities: frozenset[str]) -> Conflict | None:
+    """The same frame around another subject: "Which page covers circuit breakers?" and
+    "Which page covers token quotas and bulkheads?". The words both questions start and end
+    with make up at least :data:`_FRAME` of the longer one, and what differs between them
+    holds at least four content words in all, two on each side, that the other question
+    lacks: one word swapped for another ("set" for "change") may be a synonym, and words
+    of manner or time ("at once", "together") say nothing of the subject."""
+    x, y = a.words, b.words
+    start = 0
+    while start < min(len(x), len(y)) and x[start][0] == y[start][0]:
+        start += 1
+    end = 0
+    while end < min(len(x), len(y)) - start and x[-1 - end][0] == y[-1 - end][0]:
+        end += 1
+    if start + end < _FRAME * max(len(x), len(y)):
+        return None
+    only_a, only_b = _subject(x[start : len(x) - end], b), _subject(y[start : len(y) - end], a)
+    only_a, only_b = only_a - only_b, only_b - only_a
+    if min(len(only_a), len(only_b)) >= _SIDE_WORDS and len(only_a | only_b) >= _SUBJECT_WORDS:
+        return Conflict("topic", f"subjects {_show(only_a)} vs {_show(only_b)}")
+    return None
+
+
+def _subject(words: tuple[tuple[str, str, str], ...], other: _Parse) -> set[str]:
+    """The content words of one side's differing part that the other question lacks; what
+    the other checks judge (negations, opposites, numbers, names) is theirs, not a subject."""
+    return {
+        stem
+        for low, stem, kind in words
+        if kind != "num"
+        and low not in _STOP
+        and low not in _ADVERBS
+        and low not in _MARKERS
+        and not low.endswith("n't")
+        and stem not in _CONCEPT
+        and not other.has(low)
+    }
+
+
+_ADVERBS = _words(  # how and when, not what: "asked at once" is "arrive together"
+    "once together again still already ever often always usually sometimes now currently "
+    "simply instead too even only later soon meanwhile anyway"
+)
+_FRAME = 0.3  # of the longer question's words, shared at its start and end
+_SUBJECT_WORDS = 4  # content words in the two differing parts together
+_SIDE_WORDS = 2  # ... and on each side
+
 _Check = Callable[[_Parse, _Parse, frozenset[str]], "Conflict | None"]
 _CHECKS: tuple[tuple[ConflictKind, _Check], ...] = (
     ("negation", _check_negation),
@@ -526,6 +577,7 @@ _CHECKS: tuple[tuple[ConflictKind, _Check], ...] = (
     ("date", _check_date),
     ("entity", _check_entity),
     ("order", _check_order),
+    ("topic", _check_topic),
 )
 
 
@@ -537,7 +589,7 @@ class Verifier:
     corpus) that are names although they look like ordinary words: "the guard" and "the
     budget" are two components, which no capital letter tells. More names mean more vetoes
     of paraphrases that swap a name for a related one, so the default adds none.
-    ``checks`` picks the rules that may veto a match (all five by default).
+    ``checks`` picks the rules that may veto a match (all six by default).
     """
 
     entities: frozenset[str] = frozenset()
@@ -556,7 +608,7 @@ class Verifier:
         """The first reason why the cached question's answer cannot serve the query, or None.
 
         Symmetric but for the order of the detail's two sides; the checks run in the order
-        negation, number, date, entity, order, and the first that vetoes names the kind.
+        negation, number, date, entity, order, topic, and the first that vetoes names the kind.
         """
         a, b = _parse(cached), _parse(query)
         for kind, check in _CHECKS:
