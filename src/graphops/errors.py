@@ -17,6 +17,7 @@ GraphopsError
     ├── IngestError           a source could not be read, fetched or decoded
     ├── CorpusIndexError      the vector index is missing, corrupt or built by another model
     ├── StorageError          graphops' database is locked by another process, damaged or unusable
+    ├── ConflictError         a write was refused: what it changes moved since it was read
     ├── BudgetExhausted       a node ran out of its run's time budget or its stage limit
     └── RefusedError          the guard refused the run (with GuardPolicy(on_refusal="raise"))
         └── SlotRefused       no concurrency slot came in time (graphops.limits.slots)
@@ -34,6 +35,7 @@ from typing import Any
 __all__ = [
     "BudgetExhausted",
     "ConfigurationError",
+    "ConflictError",
     "CorpusIndexError",
     "GraphopsError",
     "IngestError",
@@ -93,6 +95,10 @@ class CorpusIndexError(RunError):
 
 class StorageError(RunError):
     """graphops' database is locked by another process, damaged, or cannot be opened."""
+
+
+class ConflictError(RunError):
+    """A write was refused: what it changes moved since it was read (read it again)."""
 
 
 class BudgetExhausted(RunError):

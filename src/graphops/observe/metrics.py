@@ -208,6 +208,18 @@ class Metrics:
             ["prompt"],
             registry=r,
         )
+        self.flag_evaluations = Counter(
+            "graphops_flag_evaluations",
+            "Flag evaluations, by flag, the variant given and why (OpenFeature's reasons).",
+            ["flag", "variant", "reason"],
+            registry=r,
+        )
+        self.flag_stale = Counter(
+            "graphops_flag_stale",
+            "Flag evaluations made on the last good flags because the flag store failed.",
+            ["flag"],
+            registry=r,
+        )
 
 
 _default: Metrics | None = None
