@@ -127,6 +127,11 @@ def _check_ops(ops: Any) -> Ops:
             raise UserError(
                 f"Ops.{name} takes {kind.__name__} or None, not {type(policy).__name__}"
             )
+    if ops.flags is not None:
+        from graphops.flags.resolver import Flags
+
+        if not isinstance(ops.flags, Flags):
+            raise UserError(f"Ops.flags takes graphops.flags.Flags, not {type(ops.flags).__name__}")
     for node, options in ops.nodes.items():
         if not isinstance(options, NodeOps):
             raise UserError(f"Ops.nodes[{node!r}] takes NodeOps, not {type(options).__name__}")
@@ -400,7 +405,9 @@ def build_observed_graph(
         at_close.append(settle_step(ops.guard.limiter))
 
     # the budget's deadline and the ladder's record need the run scope and the channel
-    steps_on = bool(head) or ops.budget is not None or ops.degrade is not None
+    steps_on = (
+        bool(head) or ops.budget is not None or ops.degrade is not None or ops.flags is not None
+    )
     graph_name = name or "graph"
     new: StateGraph[Any] = StateGraph(
         user.state_schema,
@@ -454,6 +461,7 @@ def build_observed_graph(
                 trace_of=handler.trace_of if handler is not None else None,
                 on_close=(_at_close(at_close, metrics, handler),) if at_close else (),
                 budget=ops.budget,
+                flags=ops.flags,
             )
         )
     if telemetry is not None:

@@ -32,6 +32,7 @@ from graphops.resilience.degrade import DegradeLevel, DegradePolicy, check_level
 from graphops.validation import input_problem
 
 if TYPE_CHECKING:
+    from graphops.flags.resolver import Flags
     from graphops.observe.telemetry import Telemetry
     from graphops.runtime import RunScope
 
@@ -429,7 +430,10 @@ class Ops:
 
     ``telemetry="default"`` uses the process-wide pipeline (exporters from
     ``GRAPHOPS_TRACES_EXPORTER``); pass a :class:`~graphops.observe.Telemetry` to
-    choose exporters, or ``None`` to switch telemetry off.
+    choose exporters, or ``None`` to switch telemetry off. ``flags``
+    (:class:`~graphops.flags.resolver.Flags`) gives each run the variant of every
+    flag as it starts: on its spans (``graphops.variant``), and a flag named like a
+    prompt picks that prompt's version (:func:`graphops.prompts.source.aprompt`).
     """
 
     guard: GuardPolicy | None = None
@@ -438,6 +442,7 @@ class Ops:
     degrade: DegradePolicy | None = None
     telemetry: Telemetry | Literal["default"] | None = "default"
     nodes: Mapping[str, NodeOps] = field(default_factory=dict)
+    flags: Flags | None = None
 
     @classmethod
     def all_steps(cls, telemetry: Telemetry | Literal["default"] | None = "default") -> Ops:

@@ -88,7 +88,7 @@ def test_a_change_takes_effect_within_refresh_s_without_a_restart(
         == 1
     )
     assert flags.resolve("prompt.other") is None
-    assert prompt_flag("answer") == "prompt.answer"
+    assert prompt_flag("answer") == "answer"
 
 
 def test_an_outage_keeps_the_last_good_flags_counts_them_and_retries_at_most_every_retry_s(

@@ -94,11 +94,12 @@ def _snapshot(policy: CachePolicy, scope: RunScope) -> CacheScope:
     """The run's cache scope, with its prompt versions pinned for its nodes."""
     prompts: list[tuple[str, str]] = []
     if policy.prompts is not None and policy.prompt_names:
-        from graphops.prompts.source import prompt_overrides
+        from graphops.prompts.source import flagged_ref, prompt_overrides
 
         overrides = prompt_overrides()
         for name in policy.prompt_names:
-            prompt = policy.prompts.resolve(name, overrides.get(name))
+            ref = overrides.get(name)
+            prompt = policy.prompts.resolve(name, ref if ref is not None else flagged_ref(name))
             prompts.append((name, prompt.ref))
             if prompt.version is not None and name not in overrides:
                 scope.prompt_pins[name] = prompt.version

@@ -34,17 +34,19 @@ from graphops.flags.store import FlagStore
 if TYPE_CHECKING:
     from graphops.observe.metrics import Metrics
 
-__all__ = ["PROMPT_FLAG_PREFIX", "Flags", "prompt_flag"]
-
-PROMPT_FLAG_PREFIX = "prompt."
-"""A flag named ``prompt.<name>`` picks the version (or label) of prompt ``<name>``."""
+__all__ = ["Flags", "prompt_flag"]
 
 _log = logging.getLogger("graphops.flags")
 
 
 def prompt_flag(prompt: str) -> str:
-    """The name of the flag that picks prompt ``prompt``'s version."""
-    return PROMPT_FLAG_PREFIX + prompt
+    """The name of the flag that picks prompt ``prompt``'s version: the prompt's own name.
+
+    Its variants' values are versions (``3``) or labels (``"staging"``); ``graphops
+    flags set answer v3=5 v2=95`` makes one whose variants ``v3`` and ``v2`` are
+    versions 3 and 2 of prompt ``answer``.
+    """
+    return check_flag_name(prompt)
 
 
 class Flags:
@@ -85,14 +87,22 @@ class Flags:
         if flag is None:
             return None
         assignment = evaluate(flag, context or {})
-        metrics = self._metrics_()
-        metrics.flag_evaluations.labels(
-            flag=name, variant=assignment.variant, reason="STALE" if stale else assignment.reason
-        ).inc()
-        if stale:
-            metrics.flag_stale.labels(flag=name).inc()
-            return replace(assignment, stale=True)
-        return assignment
+        self._count(assignment, stale)
+        return replace(assignment, stale=True) if stale else assignment
+
+    def resolve_all(self, context: Mapping[str, Any] | None = None) -> dict[str, Assignment]:
+        """Every flag's variant for a run with ``context``: what a run scope holds.
+
+        One snapshot, evaluated in memory: a run sees every flag as of one moment,
+        never half an update.
+        """
+        flags, stale = self._flags()
+        out = {}
+        for name in sorted(flags):
+            assignment = evaluate(flags[name], context or {})
+            self._count(assignment, stale)
+            out[name] = replace(assignment, stale=True) if stale else assignment
+        return out
 
     def get(self, name: str) -> Flag | None:
         """The flag ``name`` as the current snapshot has it."""
@@ -154,6 +164,15 @@ class Flags:
         if recovered:
             _log.info("the flag store answers again: flags are fresh")
         return flags, False
+
+    def _count(self, assignment: Assignment, stale: bool) -> None:
+        metrics = self._metrics_()
+        reason = "STALE" if stale else assignment.reason
+        metrics.flag_evaluations.labels(
+            flag=assignment.flag, variant=assignment.variant, reason=reason
+        ).inc()
+        if stale:
+            metrics.flag_stale.labels(flag=assignment.flag).inc()
 
     def _metrics_(self) -> Metrics:
         if self._metrics is None:

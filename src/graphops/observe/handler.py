@@ -51,7 +51,17 @@ _STEPS = frozenset({*STEP_NAMES, TAIL_NODE})  # graphops' own: graphops.node.kin
 _HOLDERS = frozenset({HEAD_NODE})  # nodes that hold steps: each step is a span
 
 
-_NODE_INHERITS = (sc.THREAD_ID, sc.USER)  # root attributes every node span repeats
+_NODE_INHERITS = (sc.THREAD_ID, sc.USER, sc.VARIANT)  # root attributes node spans repeat
+
+
+def _variants_of(run_id: UUID) -> list[str]:
+    """``flag=variant`` of every flag the run's scope resolved as it opened (sorted)."""
+    from graphops.runtime.control import open_scope
+
+    scope = open_scope(run_id)
+    if scope is None or not scope.variants:
+        return []
+    return [f"{name}={a.variant}" for name, a in sorted(scope.variants.items())]
 
 
 def _graph_bubble_up() -> type[BaseException]:
@@ -227,9 +237,13 @@ class TelemetryHandler(CallEvents, BaseCallbackHandler):
 
     def _start_root(self, run_id: UUID, name: str, metadata: dict[str, Any]) -> None:
         attrs = genai.run_attributes(run_id, name, metadata)
+        variants = _variants_of(run_id)
+        if variants:
+            attrs[sc.VARIANT] = variants
         node_attrs = {
             # the thread on every node span: a killed run's spans are still found by thread
-            # (and its user, so `graphops runs` can say whose it was)
+            # (and its user, so `graphops runs` can say whose it was; its flags' variants,
+            # so a canary's spans are told from the control's)
             **{k: attrs[k] for k in _NODE_INHERITS if k in attrs},
             # and the graph's name: a run that never finished is still known by its graph
             sc.AGENT_NAME: name,

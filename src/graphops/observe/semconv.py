@@ -86,7 +86,7 @@ PROMPT_VERSION = "graphops.prompt.version"  # its registry number, or file:<hash
 NODE_PROMPTS = "graphops.prompts"  # on a node span: every name@version it used
 RUN_PROMPTS = "graphops.run.prompts"  # on the root span: every name@version of the run
 PROMPT_METADATA = "graphops_prompt"  # run metadata a prompt template carries its ref in
-VARIANT = "graphops.variant"
+VARIANT = "graphops.variant"  # on every span of a run: its flags' "flag=variant", sorted
 DEGRADED = "graphops.degraded"  # on the node span that degraded: the level
 DEGRADED_REASON = "graphops.degraded.reason"
 DEGRADED_EVENT = "graphops.degraded"

@@ -8,9 +8,11 @@ version it gets is decided here, in this order:
    --prompt answer=3`` passes;
 2. the version the answer cache looked the run up with (``RunScope.prompt_pins``):
    a label moved during the run does not make its stored answer's key a lie;
-3. the registry version the deployment's label (``production`` by default,
+3. the variant of the flag named like the prompt, as the run's scope resolved it
+   when the run started (:func:`flagged_ref`): a version number or a label;
+4. the registry version the deployment's label (``production`` by default,
    ``GRAPHOPS_PROMPT_LABEL``) points at;
-4. the prompt file, published to the registry the first time it is used with
+5. the prompt file, published to the registry the first time it is used with
    this content, so every run records a version number that can be fetched later.
 
 Label lookups are cached for ``refresh_s`` seconds (a moved label takes effect
@@ -62,6 +64,7 @@ __all__ = [
     "PromptSource",
     "RegistryPrompts",
     "aprompt",
+    "flagged_ref",
     "pinned_version",
     "prompt_overrides",
 ]
@@ -124,6 +127,43 @@ def pinned_version(name: str, config: Mapping[str, Any] | None = None) -> int | 
     return scope.prompt_pins.get(name) if scope is not None else None
 
 
+def flagged_ref(name: str, config: Mapping[str, Any] | None = None) -> int | str | None:
+    """The version or label the run's flag for prompt ``name`` gave it, if there is one.
+
+    A flag value that is no version or label (a flag named like a prompt but made
+    for something else) is ignored with a warning: the prompt's label decides.
+    """
+    if config is None:
+        from langgraph.config import get_config
+
+        try:
+            config = get_config()
+        except RuntimeError:
+            return None
+    from graphops.flags.resolver import prompt_flag
+    from graphops.runtime import run_scope
+
+    scope = run_scope(config)  # type: ignore[arg-type]
+    assignment = scope.variants.get(prompt_flag(name)) if scope is not None else None
+    if assignment is None:
+        return None
+    value = assignment.value
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise InvalidInputError(f"{value!r} is neither")
+        return parse_ref(value)
+    except InvalidInputError as exc:
+        _log.warning(
+            "flag %r gave prompt %r the variant %r, which is no version or label (%s): "
+            "the label decides",
+            assignment.flag,
+            name,
+            assignment.variant,
+            exc,
+        )
+        return None
+
+
 async def aprompt(
     source: PromptSource, name: str, config: Mapping[str, Any] | None = None
 ) -> ChatPromptTemplate:
@@ -131,6 +171,8 @@ async def aprompt(
     ref = prompt_overrides(config).get(name)
     if ref is None:
         ref = pinned_version(name, config)
+    if ref is None:
+        ref = flagged_ref(name, config)
     # the worker thread runs in a copy of this context, so the run's config (and
     # with it the node's span) is still visible to the source there
     prompt = await anyio.to_thread.run_sync(source.resolve, name, ref)

@@ -21,7 +21,9 @@ telemetry ends the run's span; the trace id is therefore asked for lazily
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+import re
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -35,12 +37,52 @@ from graphops._compat.langgraph import (
     is_interrupt,
     is_update_state_run,
 )
+from graphops.errors import RunError
 from graphops.runtime.scope import Identity, RunEnd, RunScope
 
 if TYPE_CHECKING:
+    from graphops.flags.resolver import Flags
     from graphops.resilience.budget import BudgetPolicy
 
-__all__ = ["ScopeHandler", "run_scope"]
+__all__ = ["ScopeHandler", "flag_context", "open_scope", "run_scope"]
+
+_ATTRIBUTE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # the flags' attribute names
+
+_log = logging.getLogger("graphops.runtime")
+
+# every open root scope by its run id, whichever graph's handler opened it: telemetry's
+# handler is shared by graphs, and reads a run's variants from here as its span starts
+_OPEN: dict[UUID, RunScope] = {}
+
+
+def open_scope(run_id: UUID) -> RunScope | None:
+    """The open scope of root run ``run_id`` (None: not a root run, or closed)."""
+    return _OPEN.get(run_id)
+
+
+def flag_context(identity: Identity, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's flags are evaluated on: who runs, and the run's plain metadata.
+
+    ``user``, ``tenant``, ``thread``, ``session``, ``ip`` and ``key`` (the API key's
+    fingerprint) come from the run's identity; any other metadata value that is a
+    string, a number or a boolean, under a name a rule may use (``plan``, ``region``),
+    is there as well.
+    """
+    context: dict[str, Any] = {
+        k: v
+        for k, v in metadata.items()
+        if _ATTRIBUTE.match(k) and isinstance(v, str | int | float | bool)
+    }
+    named = {
+        "user": identity.user,
+        "tenant": identity.tenant,
+        "thread": identity.thread_id,
+        "session": identity.session,
+        "ip": identity.ip,
+        "key": identity.api_key_id,
+    }
+    context.update({k: v for k, v in named.items() if v is not None})
+    return context
 
 
 class ScopeHandler(BaseCallbackHandler):
@@ -49,7 +91,11 @@ class ScopeHandler(BaseCallbackHandler):
     ``graph`` names the graph; ``trace_of(run_id)`` (the telemetry handler's) gives
     the run's trace id; ``on_close(scope)`` hooks run when each scope closes, in the
     order given and before any hook a node registers on the scope; ``budget`` sets
-    each run's deadline as it opens (a bad per-run ``timeout_s`` fails the run there).
+    each run's deadline as it opens (a bad per-run ``timeout_s`` fails the run there);
+    ``flags`` gives each run the variant of every flag as it opens
+    (:attr:`RunScope.variants`, from :func:`flag_context`). A flag store that has
+    never answered leaves the run without variants (each node then uses what it
+    uses without flags: a prompt's label), with a warning: flags never fail a run.
     """
 
     run_inline = True
@@ -62,9 +108,11 @@ class ScopeHandler(BaseCallbackHandler):
         trace_of: Callable[[UUID], str | None] | None = None,
         on_close: tuple[Callable[[RunScope], object], ...] = (),
         budget: BudgetPolicy | None = None,
+        flags: Flags | None = None,
     ) -> None:
         self.graph = graph
         self._budget = budget
+        self._flags = flags
         self._trace_of = trace_of
         self._on_close = on_close
         self._scopes: dict[UUID, RunScope] = {}  # root run → its scope
@@ -106,10 +154,13 @@ class ScopeHandler(BaseCallbackHandler):
         scope = RunScope(str(run_id), self.graph, Identity.from_metadata(metadata or {}))
         if self._budget is not None:
             scope.deadline = self._budget.deadline_for(scope.started, metadata or {})
+        if self._flags is not None:
+            scope.variants = self._variants(scope, metadata or {})
         trace_of = self._trace_of
         if trace_of is not None:
             scope.trace_of = lambda: trace_of(run_id)
         self._scopes[run_id] = scope
+        _OPEN[run_id] = scope
         for hook in self._on_close:
             scope.on_close(hook)
 
@@ -133,8 +184,19 @@ class ScopeHandler(BaseCallbackHandler):
             return
         self._close(run_id, _ended_by(error))
 
+    def _variants(self, scope: RunScope, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        assert self._flags is not None
+        try:
+            return dict(self._flags.resolve_all(flag_context(scope.identity, metadata)))
+        except RunError as exc:  # never answered yet: no stale copy to fall back on
+            _log.warning(
+                "run %s has no flag variants: the flag store failed (%s)", scope.run_id, exc
+            )
+            return {}
+
     def _close(self, run_id: UUID, ended: RunEnd, output: Any = None) -> None:
         self._interrupted.discard(run_id)
+        _OPEN.pop(run_id, None)
         scope = self._scopes.pop(run_id, None)
         if scope is not None:
             scope.close(ended, output)

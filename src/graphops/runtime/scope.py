@@ -4,10 +4,11 @@ A :class:`RunScope` is opened when a run of an observed graph starts, whatever
 node it starts at (a fresh input, ``invoke(None, config)`` resuming or forking a
 thread, ``Command(resume=…)`` after an ``interrupt()``), and closed exactly once
 when that run ends, fails, is interrupted or is cancelled. It holds who runs
-(:class:`Identity`), the run's ids, its deadline, the admission record the guard
-leaves, usage counted from every LLM call, and, once it ended normally, its
-output; close hooks registered on it run once, at close, which is where the
-answer is stored, quotas settle and permits are released.
+(:class:`Identity`), the run's ids, its deadline, the variant of every flag
+(resolved once, as it opens), the admission record the guard leaves, usage
+counted from every LLM call, and, once it ended normally, its output; close
+hooks registered on it run once, at close, which is where the answer is stored,
+quotas settle and permits are released.
 
 It is never stored in the graph state, so a resumed or forked run never inherits
 the previous run's record: each run has its own scope. Nodes, steps and models
@@ -107,6 +108,7 @@ class RunScope:
     admitted: Any = None  # the limiter's admission (its token reservations), settled at close
     usage: Usage = field(default_factory=Usage)
     prompt_pins: dict[str, int] = field(default_factory=dict)  # versions the cache keyed on
+    variants: dict[str, Any] = field(default_factory=dict)  # flag -> its Assignment, at open
     cache: Any = None  # the cache lookup's record (its key and snapshot), for the store
     outcomes: dict[str, Any] = field(default_factory=dict)  # this run's step outcomes
     ended: RunEnd | None = None
