@@ -20,6 +20,7 @@ from graphops.flags.evaluate import evaluate
 from graphops.flags.model import Flag
 from graphops.flags.resolver import Flags
 from graphops.flags.store_memory import MemoryFlagStore
+from graphops.models import ScriptedChatModel
 from graphops.observe import Telemetry
 from graphops.observe.metrics import Metrics
 from graphops.policies import CachePolicy, Ops
@@ -60,10 +61,13 @@ def _telemetry() -> tuple[Telemetry, InMemorySpanExporter]:
 
 
 def _graph(source: RegistryPrompts, flags: Flags, telemetry: Telemetry, **ops: Any) -> Any:
+    model = ScriptedChatModel(respond=lambda messages: "ok")
+
     async def answer(state: State, config: RunnableConfig) -> State:
         template = await aprompt(source, "answer", config)
         scope = run_scope(config)
         assert scope is not None and set(scope.variants) <= {"answer"}
+        await model.ainvoke("hello", config)
         return {"answer": "ok", "version": str((template.metadata or {}).get("graphops_prompt"))}
 
     return build_observed_graph(
@@ -98,10 +102,17 @@ async def test_each_user_gets_the_prompt_version_their_variant_names_on_every_sp
     for root in roots:
         [label] = root.attributes["graphops.variant"]  # type: ignore[index]
         assert label in ("answer=v1", "answer=v2")
-        mine = [
-            s for s in spans if s.context.trace_id == root.context.trace_id and s.name == "answer"
-        ]
-        assert mine and all(s.attributes["graphops.variant"] == (label,) for s in mine)
+        mine = [s for s in spans if s.context.trace_id == root.context.trace_id]
+        assert {s.name for s in mine} >= {"answer", "chat scripted"}, {s.name for s in mine}
+        assert all(s.attributes["graphops.variant"] == (label,) for s in mine)  # every span
+    per_variant = {
+        v: telemetry.metrics.registry.get_sample_value(
+            "graphops_variant_runs_total",
+            {"graph": "flagged", "flag": "answer", "variant": v, "status": "ok"},
+        )
+        for v in ("v1", "v2")
+    }
+    assert sum(per_variant.values()) == 12 and all(per_variant.values())  # type: ignore[arg-type]
 
 
 async def test_the_cache_keys_on_the_version_the_flag_gave(source: RegistryPrompts) -> None:

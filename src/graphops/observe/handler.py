@@ -108,6 +108,10 @@ class TelemetryHandler(CallEvents, BaseCallbackHandler):
         attributes: dict[str, Any],
         span_kind: SpanKind = SpanKind.INTERNAL,
     ) -> _Open:
+        if parent is not None and sc.VARIANT not in attributes:
+            root = self._roots.get(parent.root)  # the run's variants, on every span of it
+            if root is not None and sc.VARIANT in root.attrs:
+                attributes = {**attributes, sc.VARIANT: root.attrs[sc.VARIANT]}
         span = self.spans.start(
             name, parent.span if parent is not None else None, span_kind, attributes
         )
@@ -319,6 +323,12 @@ class TelemetryHandler(CallEvents, BaseCallbackHandler):
             graph = root.graph if root else opened.name
             self._runs.labels(graph, status).inc()
             self._run_duration.labels(graph, status).observe(seconds)
+            for label in root.attrs.get(sc.VARIANT, ()) if root else ():
+                flag, _, variant = str(label).partition("=")
+                self.metrics.variant_runs.labels(graph, flag, variant, status).inc()
+                self.metrics.variant_run_duration.labels(graph, flag, variant, status).observe(
+                    seconds
+                )
 
     def _node_ended(self, opened: _Open, error: BaseException | None) -> None:
         """A node's (or step's) span has ended: its duration metric and log line."""

@@ -77,6 +77,19 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.variant_runs = Counter(
+            "graphops_variant_runs",
+            "Graph runs per flag variant they were given (a run counts once per flag).",
+            ["graph", "flag", "variant", "status"],
+            registry=r,
+        )
+        self.variant_run_duration = Histogram(
+            "graphops_variant_run_duration_seconds",
+            "Graph run wall time per flag variant: a canary's latency next to the control's.",
+            ["graph", "flag", "variant", "status"],
+            buckets=_LATENCY,
+            registry=r,
+        )
         self.node_duration = Histogram(
             "graphops_node_duration_seconds",
             "Node execution wall time.",
