@@ -50,6 +50,7 @@ from pydantic import BaseModel, ValidationError
 
 from graphops.builder import build_observed_graph
 from graphops.errors import InvalidInputError
+from graphops.flags.resolver import Flags
 from graphops.policies import BudgetPolicy, CachePolicy, DegradePolicy, GuardPolicy, NodeOps, Ops
 from graphops.prompts import PromptSource, aprompt
 from graphops.settings import Settings
@@ -432,10 +433,13 @@ def reference_ops(
     settings: Settings | None = None,
     telemetry: Any = "default",
     cache: CachePolicy | None = None,
+    flags: Flags | None = None,
 ) -> Ops:
     """The ops the reference graph runs with: guard, cache, a budget with stage limits, the ladder.
 
-    ``cache`` is the answer cache (:func:`reference_cache`; none given: no cache).
+    ``cache`` is the answer cache (:func:`reference_cache`; none given: no cache);
+    ``flags`` resolves each run's flags, and a flag named like one of the graph's
+    prompts picks its version (none given: the labels decide).
     The budget is ``settings.run_timeout`` (60 s by default); the ladder answers from
     the retrieved passages with ``embeddings`` (the retriever's), else refuses politely.
     The stage limits apply to a remote chat model only: a local model's call times
@@ -451,6 +455,7 @@ def reference_ops(
         degrade=DegradePolicy(embeddings=embeddings),
         nodes={n: NodeOps(timeout=s) for n, s in STAGE_LIMITS.items()} if remote else {},
         telemetry=telemetry,
+        flags=flags,
     )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from graphops.errors import (
     BudgetExhausted,
     ConfigurationError,
+    ConflictError,
     CorpusIndexError,
     GraphopsError,
     IngestError,
@@ -87,6 +88,7 @@ __all__ = [
     "CacheAnswer",
     "CachePolicy",
     "ConfigurationError",
+    "ConflictError",
     "CorpusIndexError",
     "DegradePolicy",
     "GraphopsError",

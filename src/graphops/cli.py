@@ -1,5 +1,5 @@
 """The ``graphops`` command: ``ask``, ``ingest``, ``runs``, ``replay``, ``prompts``, ``db``,
-``limits``, ``cache``.
+``limits``, ``cache``, ``flags``.
 
 Each subcommand group is a module of :mod:`graphops.commands`; this one wires
 them. Every failure graphops raises on purpose is printed as one line,
@@ -14,6 +14,7 @@ see :func:`graphops.db.failures.storage_error`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -22,6 +23,7 @@ from typing import Any
 from graphops.commands.ask import add_parser as ask
 from graphops.commands.cache import add_parser as cache
 from graphops.commands.db import add_parser as db
+from graphops.commands.flags import add_parser as flags
 from graphops.commands.ingest import add_parser as ingest
 from graphops.commands.limits import add_parser as limits
 from graphops.commands.prompts import add_parser as prompts
@@ -46,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"graphops {version('graphops')}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    for add_parser in (ask, db, runs, replay, prompts, ingest, limits, cache):
+    for add_parser in (ask, db, runs, replay, prompts, ingest, limits, cache, flags):
         add_parser(commands)
     return parser
 
@@ -89,6 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("graphops: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`graphops ask ... | head -3`): stop quietly, as cat does;
+        # stdout points at /dev/null so Python's own flush at exit does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
     except Exception as exc:
         error = _translated(exc, settings)
         if error is None:

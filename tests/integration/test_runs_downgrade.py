@@ -11,6 +11,7 @@ from graphops.db import current, engine_for
 from tests.integration.support import ROOT, graphops_on
 
 CACHE = ("graphops_cache_entries", "graphops_cache_docs", "graphops_cache_feedback")
+FLAGS = ("graphops_flags", "graphops_flag_variants", "graphops_flag_rules")
 
 
 def graphops(url: str, data: Path, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -33,33 +34,41 @@ def test_downgrade_shows_what_it_drops_and_needs_yes(database: str, tmp_path: Pa
     assert refused.returncode == 2
     assert refused.stderr.startswith("graphops: error: ") and "--yes" in refused.stderr
     assert refused.stderr.count("\n") == 1
-    assert "0003 → 0002" in refused.stdout  # one step by default: the answer cache
-    for table in CACHE:
+    assert "0004 → 0003" in refused.stdout  # one step by default: the flags
+    for table in FLAGS:
         assert f"{table} (0 rows)" in refused.stdout
-    assert "graphops_prompt_" not in refused.stdout
+    assert "column graphops_prompt_audit.kind" in refused.stdout
+    assert "graphops_cache_" not in refused.stdout
+    assert "graphops_prompt_versions" not in refused.stdout
     assert "graphops_spans" not in refused.stdout
-    assert current(database) == "0003" and rows(database, "graphops_prompt_versions") == versions
+    assert current(database) == "0004" and rows(database, "graphops_prompt_versions") == versions
 
     past = graphops(database, tmp_path, "db", "downgrade", "0001")  # past the prompt registry
     assert past.returncode == 2
     assert past.stderr.startswith("graphops: error: ") and "--yes" in past.stderr
     assert past.stderr.count("\n") == 1
+    assert "0004 → 0003" in past.stdout
     assert "0003 → 0002" in past.stdout and "0002 → 0001" in past.stdout
     assert f"graphops_prompt_versions ({versions} rows)" in past.stdout
     assert "graphops_prompt_labels (0 rows)" in past.stdout
     assert "graphops_prompt_audit (" in past.stdout
     assert "graphops_spans" not in past.stdout
-    assert current(database) == "0003" and rows(database, "graphops_prompt_versions") == versions
+    assert current(database) == "0004" and rows(database, "graphops_prompt_versions") == versions
 
     dry = graphops(database, tmp_path, "db", "downgrade", "base", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "0003 → base" in dry.stdout and "graphops_spans (0 rows)" in dry.stdout
+    assert "0004 → base" in dry.stdout and "graphops_spans (0 rows)" in dry.stdout
     assert "dry run: nothing deleted, nothing changed" in dry.stdout
-    assert current(database) == "0003"
+    assert current(database) == "0004"
+
+    flags = graphops(database, tmp_path, "db", "downgrade", "--yes")
+    assert flags.returncode == 0, flags.stderr
+    assert flags.stdout.splitlines()[-1] == "schema 0003 (this graphops: 0004)"
+    assert current(database) == "0003" and rows(database, "graphops_prompt_versions") == versions
 
     cache = graphops(database, tmp_path, "db", "downgrade", "--yes")
     assert cache.returncode == 0, cache.stderr
-    assert cache.stdout.splitlines()[-1] == "schema 0002 (this graphops: 0003)"
+    assert cache.stdout.splitlines()[-1] == "schema 0002 (this graphops: 0004)"
     assert current(database) == "0002" and rows(database, "graphops_prompt_versions") == versions
 
     again = graphops(database, tmp_path, "db", "downgrade")  # now the prompt registry: asks
@@ -72,12 +81,12 @@ def test_downgrade_shows_what_it_drops_and_needs_yes(database: str, tmp_path: Pa
 
     done = graphops(database, tmp_path, "db", "downgrade", "--yes")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0003)"
+    assert done.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0004)"
     assert current(database) == "0001"
 
     nothing = graphops(database, tmp_path, "db", "downgrade", "0001")
     assert nothing.returncode == 0, nothing.stderr  # nothing to drop: nothing to confirm
-    assert nothing.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0003)"
+    assert nothing.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0004)"
 
     misplaced = graphops(database, tmp_path, "db", "upgrade", "--yes")
     assert misplaced.returncode == 2 and "--yes is for 'graphops db downgrade'" in misplaced.stderr

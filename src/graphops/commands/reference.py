@@ -49,11 +49,13 @@ def observed_reference(
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     from graphops.builder import build_observed_graph
+    from graphops.flags.factory import flags_for
     from graphops.observe import Telemetry
     from graphops.observe.tracing import exporters_named
     from graphs.agentic_rag import RagDeps, build_agentic_rag, reference_cache, reference_ops
 
     policy = guard if guard is not None else reference_guard(settings)
+    flags = flags_for(settings)  # a flag named like a prompt picks its version
 
     telemetry = Telemetry(
         exporters=[
@@ -78,6 +80,7 @@ def observed_reference(
                     cache=reference_cache(deps, settings, embeddings)
                     if degrade and settings.cache != "off"
                     else None,
+                    flags=flags,
                 ),
                 degrade,
             ),

@@ -13,6 +13,15 @@ The answer cache is three tables too (see :mod:`graphops.cache.store_sql`):
 ``graphops_cache_entries`` (one row per entry under its key, its values and
 documents as JSON text), ``graphops_cache_docs`` (the reverse index, document id
 → key) and ``graphops_cache_feedback`` (the observations, oldest first).
+
+Feature flags are three tables (see :mod:`graphops.flags.store_sql`):
+``graphops_flags`` (one row per flag, its ``version`` the optimistic-concurrency
+counter every write checks and bumps), ``graphops_flag_variants`` (its variants
+in their order, which lays out the weights' shares, each value as JSON text) and
+``graphops_flag_rules`` (its targeting rules in the order they are tried). A
+flag's history is not a table of its own: it goes to ``graphops_prompt_audit``,
+whose ``kind`` (``prompt`` or ``flag``) says which registry a row belongs to, so
+one log answers "who changed what, when" for prompts and flags alike.
 """
 
 from __future__ import annotations
@@ -37,6 +46,9 @@ __all__ = [
     "cache_docs",
     "cache_entries",
     "cache_feedback",
+    "flag_rules",
+    "flag_variants",
+    "flags",
     "metadata",
     "prompt_audit",
     "prompt_labels",
@@ -104,7 +116,10 @@ prompt_audit = Table(
     Column("version", Integer, nullable=True),
     Column("previous", Integer, nullable=True),
     Column("detail", Text, nullable=False),
+    # which registry wrote the row: 'prompt' (publish, label, rollback) or 'flag' (0004)
+    Column("kind", String(16), nullable=False, server_default="prompt"),
     Index("ix_graphops_prompt_audit_name", "name", "id"),
+    Index("ix_graphops_prompt_audit_kind", "kind", "id"),  # one kind's newest rows first
 )
 
 cache_entries = Table(
@@ -140,4 +155,41 @@ cache_feedback = Table(
     Column("similarity", Float, nullable=False),
     Column("correct", Boolean, nullable=False),
     Index("ix_graphops_cache_feedback_key", "key", "id"),
+)
+
+flags = Table(
+    "graphops_flags",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("default_variant", String(32), nullable=False),
+    Column("sticky_by", Text, nullable=False),  # a JSON list of attribute names
+    Column("killed", Boolean, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("version", Integer, nullable=False),  # bumped by every write, checked by `expected`
+    Column("updated_ns", BigInteger, nullable=False),
+    Column("updated_by", Text, nullable=False),
+)
+
+flag_variants = Table(
+    "graphops_flag_variants",
+    metadata,
+    Column("flag", String(64), primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("position", Integer, nullable=False),  # the variants' order lays out the shares
+    Column("value_json", Text, nullable=False),
+    Column("weight", Integer, nullable=True),  # NULL: the flag gives it no weight (reads as 0)
+    ForeignKeyConstraint(["flag"], ["graphops_flags.name"], name="fk_graphops_flag_variants_flag"),
+)
+
+flag_rules = Table(
+    "graphops_flag_rules",
+    metadata,
+    Column("flag", String(64), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),  # tried in this order
+    Column("attribute", String(32), nullable=False),
+    Column("op", String(8), nullable=False),
+    Column("values_json", Text, nullable=False),  # a JSON list of strings
+    Column("variant", String(32), nullable=False),
+    Column("percent", Float, nullable=False),
+    ForeignKeyConstraint(["flag"], ["graphops_flags.name"], name="fk_graphops_flag_rules_flag"),
 )

@@ -46,7 +46,8 @@ class FlagStore(Protocol):
 
         ``expected``: the version this write changes (0: the flag must not exist
         yet); a mismatch raises :class:`~graphops.errors.ConflictError` and stores
-        nothing. ``detail`` goes to the audit log with the flag as stored.
+        nothing. ``detail`` goes to the audit log with the flag as stored (under
+        ``"flag"``, which a ``detail`` key of that name cannot replace).
         """
         ...
 

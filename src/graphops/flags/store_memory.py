@@ -55,7 +55,7 @@ class MemoryFlagStore:
                     action,
                     flag.name,
                     stored.version,
-                    {"flag": stored.as_json(), **dict(detail or {})},
+                    {**dict(detail or {}), "flag": stored.as_json()},  # the flag as stored wins
                 )
             )
             return stored

@@ -38,6 +38,8 @@ from graphops.prompts.refs import LATEST, check_label, check_name, parse_ref
 __all__ = ["AuditEntry", "PromptRegistry", "PromptVersion"]
 
 _RETRY_FOR_S = BUSY_TIMEOUT_S  # writers racing for the same row: the losers retry this long
+_KIND = "prompt"  # the audit log is shared with the flag store (kind 'flag'): only ours here
+_AUDIT_COLUMNS = [column for column in prompt_audit.c if column.name != "kind"]  # AuditEntry's
 _T = TypeVar("_T")
 
 
@@ -259,6 +261,7 @@ class PromptRegistry:
     ) -> None:
         connection.execute(
             insert(prompt_audit).values(
+                kind=_KIND,
                 at_ns=time.time_ns(),
                 actor=actor,
                 action=action,
@@ -353,7 +356,12 @@ class PromptRegistry:
 
     def audit(self, name: str | None = None, limit: int = 50) -> list[AuditEntry]:
         """The newest changes first, of one prompt or of all."""
-        query = select(prompt_audit).order_by(prompt_audit.c.id.desc()).limit(limit)
+        query = (
+            select(*_AUDIT_COLUMNS)
+            .where(prompt_audit.c.kind == _KIND)
+            .order_by(prompt_audit.c.id.desc())
+            .limit(limit)
+        )
         if name is not None:
             query = query.where(prompt_audit.c.name == check_name(name))
         with self.engine.connect() as connection:
@@ -365,7 +373,11 @@ class PromptRegistry:
         """The label's history as a stack: moves push, rollbacks pop."""
         query = (
             select(prompt_audit.c.action, prompt_audit.c.version)
-            .where(prompt_audit.c.name == name, prompt_audit.c.label == label)
+            .where(
+                prompt_audit.c.kind == _KIND,
+                prompt_audit.c.name == name,
+                prompt_audit.c.label == label,
+            )
             .order_by(prompt_audit.c.id)
         )
         stack: list[int] = []
