@@ -1,5 +1,5 @@
 """The ``graphops`` command: ``ask``, ``ingest``, ``runs``, ``replay``, ``prompts``, ``db``,
-``limits``, ``cache``, ``flags``.
+``limits``, ``cache``, ``flags``, ``rollout``.
 
 Each subcommand group is a module of :mod:`graphops.commands`; this one wires
 them. Every failure graphops raises on purpose is printed as one line,
@@ -28,6 +28,7 @@ from graphops.commands.ingest import add_parser as ingest
 from graphops.commands.limits import add_parser as limits
 from graphops.commands.prompts import add_parser as prompts
 from graphops.commands.replay import add_parser as replay
+from graphops.commands.rollout import add_parser as rollout
 from graphops.commands.runs import add_parser as runs
 from graphops.errors import ConfigurationError, GraphopsError, InvalidInputError, UserError
 from graphops.observe.logs import configure_logging
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"graphops {version('graphops')}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    for add_parser in (ask, db, runs, replay, prompts, ingest, limits, cache, flags):
+    for add_parser in (ask, db, runs, replay, prompts, ingest, limits, cache, flags, rollout):
         add_parser(commands)
     return parser
 

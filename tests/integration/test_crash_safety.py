@@ -17,7 +17,7 @@ def test_kill_9_keeps_finished_spans_and_resume_continues(
     url, env = upgraded_sqlite(tmp_path, local_settings)
     store = SqlSpanStore(url)
     kill_after_retrieve(env, store, "crash-1")
-    assert current(url) == "0004"
+    assert current(url) == "0005"
 
     (trace_id,) = store.traces("crash-1")
     stored = {s.name for s in store.spans(trace_id)}

@@ -30,6 +30,14 @@ def test_downgrade_shows_what_it_drops_and_needs_yes(database: str, tmp_path: Pa
     versions = rows(database, "graphops_prompt_versions")
     assert versions == 5
 
+    first = graphops(database, tmp_path, "db", "downgrade")  # one step: the rollouts
+    assert first.returncode == 2 and "--yes" in first.stderr
+    assert "0005 → 0004" in first.stdout and "graphops_rollouts (0 rows)" in first.stdout
+    assert "graphops_flags" not in first.stdout
+    rollouts = graphops(database, tmp_path, "db", "downgrade", "--yes")
+    assert rollouts.returncode == 0, rollouts.stderr
+    assert rollouts.stdout.splitlines()[-1] == "schema 0004 (this graphops: 0005)"
+
     refused = graphops(database, tmp_path, "db", "downgrade")
     assert refused.returncode == 2
     assert refused.stderr.startswith("graphops: error: ") and "--yes" in refused.stderr
@@ -63,12 +71,12 @@ def test_downgrade_shows_what_it_drops_and_needs_yes(database: str, tmp_path: Pa
 
     flags = graphops(database, tmp_path, "db", "downgrade", "--yes")
     assert flags.returncode == 0, flags.stderr
-    assert flags.stdout.splitlines()[-1] == "schema 0003 (this graphops: 0004)"
+    assert flags.stdout.splitlines()[-1] == "schema 0003 (this graphops: 0005)"
     assert current(database) == "0003" and rows(database, "graphops_prompt_versions") == versions
 
     cache = graphops(database, tmp_path, "db", "downgrade", "--yes")
     assert cache.returncode == 0, cache.stderr
-    assert cache.stdout.splitlines()[-1] == "schema 0002 (this graphops: 0004)"
+    assert cache.stdout.splitlines()[-1] == "schema 0002 (this graphops: 0005)"
     assert current(database) == "0002" and rows(database, "graphops_prompt_versions") == versions
 
     again = graphops(database, tmp_path, "db", "downgrade")  # now the prompt registry: asks
@@ -81,12 +89,12 @@ def test_downgrade_shows_what_it_drops_and_needs_yes(database: str, tmp_path: Pa
 
     done = graphops(database, tmp_path, "db", "downgrade", "--yes")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0004)"
+    assert done.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0005)"
     assert current(database) == "0001"
 
     nothing = graphops(database, tmp_path, "db", "downgrade", "0001")
     assert nothing.returncode == 0, nothing.stderr  # nothing to drop: nothing to confirm
-    assert nothing.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0004)"
+    assert nothing.stdout.splitlines()[-1] == "schema 0001 (this graphops: 0005)"
 
     misplaced = graphops(database, tmp_path, "db", "upgrade", "--yes")
     assert misplaced.returncode == 2 and "--yes is for 'graphops db downgrade'" in misplaced.stderr

@@ -55,12 +55,16 @@ def counting_graph() -> StateGraph[Counter]:
 def test_migrations_go_up_and_down(database: str) -> None:
     assert current(database) is None
     with pytest.raises(
-        ConfigurationError, match="schema none, this graphops needs 0004: run 'graphops db upgrade'"
+        ConfigurationError, match="schema none, this graphops needs 0005: run 'graphops db upgrade'"
     ):
         require_current(database)
     upgrade(database)
-    assert current(database) == head() == "0004"
+    assert current(database) == head() == "0005"
     require_current(database)
+    downgrade(database)  # one step: the rollouts go, the flags stay
+    assert current(database) == "0004"
+    tables = set(inspect(engine_for(database)).get_table_names())
+    assert "graphops_flags" in tables and "graphops_rollouts" not in tables
     downgrade(database)  # one step: the flags go, the answer cache stays
     assert current(database) == "0003"
     tables = set(inspect(engine_for(database)).get_table_names())
@@ -80,7 +84,7 @@ def test_migrations_go_up_and_down(database: str) -> None:
     downgrade(database)
     assert current(database) is None
     upgrade(database)
-    assert current(database) == "0004"
+    assert current(database) == "0005"
 
 
 def test_runs_are_stored_span_by_span(database: str) -> None:
@@ -181,8 +185,8 @@ def test_cli_db_and_runs(tmp_path: Path, postgres_url: str) -> None:
     refused = run("runs")
     assert refused.returncode == 2
     assert "run 'graphops db upgrade'" in refused.stderr
-    assert run("db", "current").stdout.strip() == "schema none (this graphops: 0004)"
-    assert run("db", "upgrade").stdout.strip() == "schema 0004 (this graphops: 0004)"
+    assert run("db", "current").stdout.strip() == "schema none (this graphops: 0005)"
+    assert run("db", "upgrade").stdout.strip() == "schema 0005 (this graphops: 0005)"
     listed = run("runs", "--since", "1d")
     assert listed.returncode == 0
     assert listed.stdout.startswith("started (UTC)")

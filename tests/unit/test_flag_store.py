@@ -537,6 +537,8 @@ def test_a_put_that_loses_the_insert_race_on_postgres(
 def test_migration_0004_goes_down_and_up_again(backend: str, tmp_path: Path) -> None:
     database = _sqlite(tmp_path) if backend == "sqlite" else _postgres("graphops_flags_migrate")
     with database as url:
+        assert current(url) == "0005"
+        downgrade(url)  # the rollouts (0005) first: this test is about 0004
         assert current(url) == "0004"
         registry = PromptRegistry(url)
         prompt = "---\ndescription: test\nvariables: [question]\n---\n[user]\n{question}\n"
@@ -552,7 +554,7 @@ def test_migration_0004_goes_down_and_up_again(backend: str, tmp_path: Path) -> 
             left = connection.execute(text("SELECT action, name FROM graphops_prompt_audit"))
             assert [tuple(row) for row in left] == [("publish", "answer")]  # no flag row left
         upgrade(url)
-        assert current(url) == "0004"
+        assert current(url) == "0005"
         store = SqlFlagStore(url)
         assert store.all() == {} and store.history() == []
         assert [(e.action, e.version) for e in registry.audit()] == [("publish", 1)]
@@ -560,4 +562,4 @@ def test_migration_0004_goes_down_and_up_again(backend: str, tmp_path: Path) -> 
         downgrade(url, "base")
         assert current(url) is None
         upgrade(url)
-        assert current(url) == "0004" and SqlFlagStore(url).all() == {}
+        assert current(url) == "0005" and SqlFlagStore(url).all() == {}

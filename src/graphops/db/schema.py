@@ -53,6 +53,7 @@ __all__ = [
     "prompt_audit",
     "prompt_labels",
     "prompt_versions",
+    "rollouts",
     "spans",
 ]
 
@@ -192,4 +193,24 @@ flag_rules = Table(
     Column("variant", String(32), nullable=False),
     Column("percent", Float, nullable=False),
     ForeignKeyConstraint(["flag"], ["graphops_flags.name"], name="fk_graphops_flag_rules_flag"),
+)
+
+rollouts = Table(
+    "graphops_rollouts",
+    metadata,
+    Column("flag", String(64), primary_key=True),
+    Column("control", String(32), nullable=False),
+    Column("canary", String(32), nullable=False),
+    Column("steps", Text, nullable=False),  # JSON list of percents
+    Column("step", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("min_runs", Integer, nullable=False),
+    Column("interval_s", Float, nullable=False),
+    Column("alpha", Float, nullable=False),
+    Column("graph", Text, nullable=True),
+    Column("started_ns", BigInteger, nullable=False),
+    Column("step_started_ns", BigInteger, nullable=False),
+    Column("flag_version", Integer, nullable=False),  # the flag version the controller wrote
+    Column("version", Integer, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
 )

@@ -214,7 +214,7 @@ def regression(
     *,
     worse: Literal["higher", "lower"],
     alpha: float = 0.05,
-    tau: float | None = None,
+    tau: float | Sequence[float] | None = None,
     min_runs: int = 30,
     margin: float = 0.0,
 ) -> Verdict:
@@ -224,8 +224,11 @@ def regression(
     quality score. ``margin`` (in the metric's units, at least 0) is how much worse
     the canary may be before it counts: the test is on ``Δ̂ - margin``. ``tau``
     is the mixing scale (default :data:`TAU_IN_CONTROL_SDS` control standard
-    deviations). Give every look the arms' runs so far; stop at the first
-    ``regressed``.
+    deviations); several scales give the average of their likelihood ratios, which
+    is again a test martingale of mean 1 under "no difference" (a mixture over a
+    prior on ``τ`` that puts equal weight on each), so the level still holds, and
+    the test is quick on small and large differences alike. Give every look the
+    arms' runs so far; stop at the first ``regressed``.
     """
     for name, arm in (("control", control), ("canary", canary)):
         if not isinstance(arm, Sample):
@@ -235,7 +238,10 @@ def regression(
     alpha = _finite("alpha", alpha)
     if not 0 < alpha < 1:
         raise InvalidInputError(f"alpha must be between 0 and 1 (say 0.05), not {alpha}")
-    if tau is not None and _finite("tau", tau) <= 0:
+    taus: tuple[float | None, ...] = (
+        (tau,) if tau is None or isinstance(tau, int | float) else tuple(tau)
+    )
+    if not taus or any(t is not None and _finite("tau", t) <= 0 for t in taus):
         raise InvalidInputError(f"tau must be above 0 (or None for the default), not {tau}")
     if isinstance(min_runs, bool) or not isinstance(min_runs, numbers.Integral) or min_runs < 1:
         raise InvalidInputError(f"min_runs must be a whole number of at least 1, not {min_runs!r}")
@@ -249,8 +255,12 @@ def regression(
     estimate = sign * (canary.mean - control.mean)
     gap = estimate - margin
     v = canary.variance / canary.n + control.variance / control.n
-    tau2 = float(tau) ** 2 if tau is not None else TAU_IN_CONTROL_SDS**2 * control.variance
-    log_lr = -0.5 * math.log1p(tau2 / v) + tau2 * gap * gap / (2 * v * (v + tau2))
+    logs = []
+    for scale in taus:
+        tau2 = float(scale) ** 2 if scale is not None else TAU_IN_CONTROL_SDS**2 * control.variance
+        logs.append(-0.5 * math.log1p(tau2 / v) + tau2 * gap * gap / (2 * v * (v + tau2)))
+    top = max(logs)  # log of the mean ratio, without overflow
+    log_lr = top + math.log(sum(math.exp(x - top) for x in logs) / len(logs))
     likelihood_ratio = math.exp(log_lr) if log_lr < 700 else math.inf
     regressed = enough and gap > 0 and log_lr >= -math.log(alpha)
     p_value = min(1.0, math.exp(-log_lr)) if enough and gap > 0 else 1.0
