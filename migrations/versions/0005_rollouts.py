@@ -1,4 +1,7 @@
-"""Canary rollouts: one row per flag, what its controller is doing.
+"""Canary rollouts: one row per flag, what its controller is doing; feedback on runs.
+
+``graphops_feedback`` holds the scores people (or an online judge) give runs,
+by trace id, which a rollout compares between its arms as their quality.
 
 Revision ID: 0005
 Revises: 0004
@@ -35,7 +38,19 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("updated_ns", sa.BigInteger, nullable=False),
     )
+    op.create_table(
+        "graphops_feedback",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("trace_id", sa.String(32), nullable=False),
+        sa.Column("score", sa.Float, nullable=False),
+        sa.Column("actor", sa.Text, nullable=False),
+        sa.Column("comment", sa.Text, nullable=False),
+        sa.Column("at_ns", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_graphops_feedback_trace", "graphops_feedback", ["trace_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_graphops_feedback_trace", table_name="graphops_feedback")
+    op.drop_table("graphops_feedback")
     op.drop_table("graphops_rollouts")

@@ -1,5 +1,5 @@
 """The ``graphops`` command: ``ask``, ``ingest``, ``runs``, ``replay``, ``prompts``, ``db``,
-``limits``, ``cache``, ``flags``, ``rollout``.
+``limits``, ``cache``, ``flags``, ``rollout``, ``feedback``.
 
 Each subcommand group is a module of :mod:`graphops.commands`; this one wires
 them. Every failure graphops raises on purpose is printed as one line,
@@ -23,6 +23,7 @@ from typing import Any
 from graphops.commands.ask import add_parser as ask
 from graphops.commands.cache import add_parser as cache
 from graphops.commands.db import add_parser as db
+from graphops.commands.feedback import add_parser as feedback
 from graphops.commands.flags import add_parser as flags
 from graphops.commands.ingest import add_parser as ingest
 from graphops.commands.limits import add_parser as limits
@@ -49,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"graphops {version('graphops')}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    for add_parser in (ask, db, runs, replay, prompts, ingest, limits, cache, flags, rollout):
+    for add_parser in (
+        ask, db, runs, replay, prompts, ingest, limits, cache, flags, rollout, feedback,
+    ):  # fmt: skip
         add_parser(commands)
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -26,9 +27,11 @@ from graphops.observe.metrics import Metrics
 from graphops.policies import Ops
 from graphops.rollout.checks import Arm, decide
 from graphops.rollout.controller import Controller
+from graphops.rollout.feedback import Feedback
 from graphops.rollout.model import Rollout
 from graphops.rollout.store import SqlRollouts
 from graphops.runtime import run_scope
+from tests.integration.support import private_database
 
 
 class State(TypedDict, total=False):
@@ -84,11 +87,18 @@ class World:
         return [c.action for c in reversed(self.flags.history("answer", limit=100))]
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    made = f"sqlite:///{tmp_path / 'graphops.sqlite'}"
-    upgrade(made)
-    return made
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test on a SQLite file, and on a private Postgres database (dropped after)."""
+    if request.param == "sqlite":
+        made = f"sqlite:///{tmp_path / 'graphops.sqlite'}"
+        upgrade(made)
+        yield made
+        return
+    with private_database("graphops_rollout") as (_, name):
+        made = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        upgrade(made)
+        yield made
 
 
 def test_a_healthy_canary_reaches_100_percent_step_by_step(url: str) -> None:
@@ -241,3 +251,47 @@ def test_a_canary_failing_half_its_runs_is_caught_within_its_first_step() -> Non
     rollout = Rollout("answer", "v1", "v2", steps=(10, 50, 100), min_runs=20)
     decision = decide(rollout, Arm(200, 0, 0, (1.0,) * 200), Arm(23, 11, 0, (1.0,) * 23), now_ns=0)
     assert decision.action == "rollback" and "errors" in decision.reason
+
+
+def test_a_canary_scored_worse_is_rolled_back_on_quality(url: str) -> None:
+    """No error, no slowness: only the feedback says the canary answers worse."""
+    world = World(url)
+    feedback = Feedback(url)
+    world.controller.start("answer", "v2", steps=(30, 100), min_runs=12)
+    rollout = None
+    for _ in range(30):
+        world.runs(12)
+        for run in world.spans.runs(limit=12):
+            variant = next(v for v in run.variants if v.startswith("answer="))
+            good = 0.9 if variant == "answer=v1" else 0.3
+            feedback.record(run.trace_id, good, actor="judge")
+        rollout, _ = world.controller.look("answer")
+        if rollout.state != "running":
+            break
+    assert rollout is not None and rollout.state == "rolled_back"
+    [back] = [c for c in world.flags.history("answer") if c.action == "rollout-rollback"]
+    quality = back.detail["checks"]["quality"]
+    assert quality["regressed"] and quality["control"] > quality["canary"]
+    assert not back.detail["checks"]["errors"]["regressed"]
+
+
+def test_feedback_takes_a_trace_or_a_thread_and_refuses_bad_scores(url: str) -> None:
+    world = World(url)
+    world.app.invoke({"question": "q"}, {"configurable": {"thread_id": "t-1"}})
+    [run] = world.spans.runs(limit=1)
+    feedback = Feedback(url)
+    assert feedback.record(run.trace_id, 1, actor="ana") == run.trace_id
+    assert feedback.record("t-1", 0.25, actor="bob", comment="vague") == run.trace_id
+    assert feedback.scores([run.trace_id]) == {run.trace_id: [1.0, 0.25]}
+    for score, message in (
+        (1.5, "from 0"),
+        (-0.1, "from 0"),
+        (float("nan"), "a number"),
+        (True, "a number"),
+    ):
+        with pytest.raises(InvalidInputError, match=message):
+            feedback.record(run.trace_id, score, actor="ana")  # type: ignore[arg-type]
+    for name in ("nothing", "", "a\x00b"):
+        with pytest.raises(InvalidInputError, match="run"):
+            feedback.record(name, 0.5, actor="ana")
+    assert feedback.scores([run.trace_id]) == {run.trace_id: [1.0, 0.25]}  # nothing more

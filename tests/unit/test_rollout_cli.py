@@ -112,3 +112,26 @@ def test_rollout_run_loops_until_it_is_stopped(tmp_path: Path) -> None:
     assert first.startswith("looking at every running rollout every 1 s"), first
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+def test_feedback_scores_a_stored_run(capsys: pytest.CaptureFixture[str]) -> None:
+    from graphops.db import prepare
+    from graphops.rollout.feedback import Feedback
+    from tests.unit.test_rollout import World
+
+    url = prepare(load_settings())
+    world = World(url)
+    world.app.invoke({"question": "q"}, {"configurable": {"thread_id": "t-9"}})
+    [stored] = world.spans.runs(limit=1)
+    code, out, err = run(capsys, "feedback", "t-9", "0.75", "--comment", "good", "--actor", "ana")
+    assert code == 0, err
+    assert out.strip() == f"run {stored.trace_id} scored 0.75"
+    assert Feedback(url).scores([stored.trace_id]) == {stored.trace_id: [0.75]}
+    for argv, message in (
+        (["t-9", "lots"], "a number from 0 to 1"),
+        (["t-9", "2"], "from 0 (bad) to 1 (good)"),
+        (["nobody", "0.5"], "no stored run 'nobody'"),
+    ):
+        code, _, err = run(capsys, "feedback", *argv)
+        assert code == 2 and message in err, err
+    assert Feedback(url).scores([stored.trace_id]) == {stored.trace_id: [0.75]}

@@ -65,6 +65,7 @@ class RunRow:
     cost_usd: float
     prompts: tuple[str, ...] = ()  # name@version of every prompt the run used
     replay_of: str | None = None  # a re-run: the trace id of the run it replays
+    variants: tuple[str, ...] = ()  # flag=variant of every flag the run was given
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,7 @@ def _run_row(row: Any) -> RunRow:
         cost_usd=float(attrs.get(sc.RUN_COST_USD, 0.0)),
         prompts=tuple(str(p) for p in attrs.get(sc.RUN_PROMPTS) or ()),
         replay_of=attrs.get(sc.REPLAY_OF),
+        variants=tuple(str(v) for v in attrs.get(sc.VARIANT) or ()),
     )
 
 

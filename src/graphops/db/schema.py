@@ -22,6 +22,10 @@ in their order, which lays out the weights' shares, each value as JSON text) and
 flag's history is not a table of its own: it goes to ``graphops_prompt_audit``,
 whose ``kind`` (``prompt`` or ``flag``) says which registry a row belongs to, so
 one log answers "who changed what, when" for prompts and flags alike.
+
+Canary rollouts are ``graphops_rollouts`` (one row per flag, see
+:mod:`graphops.rollout.store`), and ``graphops_feedback`` holds the scores given
+to runs, by trace id (:mod:`graphops.rollout.feedback`), a rollout's quality.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "cache_docs",
     "cache_entries",
     "cache_feedback",
+    "feedback",
     "flag_rules",
     "flag_variants",
     "flags",
@@ -213,4 +218,16 @@ rollouts = Table(
     Column("flag_version", Integer, nullable=False),  # the flag version the controller wrote
     Column("version", Integer, nullable=False),
     Column("updated_ns", BigInteger, nullable=False),
+)
+
+feedback = Table(
+    "graphops_feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trace_id", String(32), nullable=False),  # the run's, as the span store has it
+    Column("score", Float, nullable=False),  # 0 (bad) to 1 (good)
+    Column("actor", Text, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("at_ns", BigInteger, nullable=False),
+    Index("ix_graphops_feedback_trace", "trace_id"),
 )

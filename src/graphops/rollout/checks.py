@@ -12,9 +12,11 @@ them, each the always-valid one-sided test of
 * **degraded**: the share of runs answered on the degradation ladder;
 * **latency**: the share of runs slower than the control's p95 plus 10%
   (:func:`~graphops.rollout.stats.latency_exceedance`): "p95 no worse than the
-  control's + 10%" as a rate both arms can be tested on.
+  control's + 10%" as a rate both arms can be tested on;
+* **quality**: the mean feedback score of the arms' runs
+  (:mod:`graphops.rollout.feedback`), once each arm has :data:`MIN_SCORES`.
 
-The rollout's ``alpha`` is split evenly (Bonferroni) over the three checks of
+The rollout's ``alpha`` is split evenly (Bonferroni) over the four checks of
 every step that is compared (every step below 100%), so the chance of any false
 rollback over the whole rollout stays at most ``alpha``; within a step, the test
 is always valid, so looking after every batch of runs does not inflate it.
@@ -41,11 +43,14 @@ from graphops.rollout.stats import (
     regression,
 )
 
-__all__ = ["Arm", "Check", "Decision", "decide"]
+__all__ = ["MIN_SCORES", "Arm", "Check", "Decision", "decide"]
 
 Action = Literal["advance", "wait", "rollback", "promote"]
 _LATENCY_SLACK = 0.10
 _RATE_TAUS = (0.02, 0.05, 0.1, 0.2, 0.4)  # mixing scales of a rate test (see _rate_tau)
+_SCORE_TAUS = (0.05, 0.1, 0.2)  # and of a mean score's, on its 0-1 scale
+MIN_SCORES = 10
+"""Scores each arm needs before their quality is compared (feedback is sparser than runs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,7 @@ class Arm:
     errors: int = 0
     degraded: int = 0
     seconds: tuple[float, ...] = ()
+    scores: tuple[float, ...] = ()  # feedback given to these runs, 0 (bad) to 1 (good)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +122,7 @@ def _rate(hits: int, runs: int) -> float:
 
 def checks(rollout: Rollout, control: Arm, canary: Arm) -> tuple[Check, ...]:
     """The three comparisons, each at its share of ``alpha`` (see the module docstring)."""
-    alpha = rollout.alpha / (3 * (len(rollout.steps) - 1 or 1))
+    alpha = rollout.alpha / (4 * (len(rollout.steps) - 1 or 1))
     out = []
     counted = (
         ("errors", control.errors, canary.errors),
@@ -147,6 +153,17 @@ def checks(rollout: Rollout, control: Arm, canary: Arm) -> tuple[Check, ...]:
             tau=_rate_tau(slow_control),
         )
         out.append(Check("latency", slow_control.mean, slow_canary.mean, verdict))
+    if len(control.scores) >= MIN_SCORES and len(canary.scores) >= MIN_SCORES:
+        judged = Sample.of(control.scores)
+        verdict = regression(
+            judged,
+            Sample.of(canary.scores),
+            worse="lower",
+            alpha=alpha,
+            min_runs=MIN_SCORES,
+            tau=(TAU_IN_CONTROL_SDS * math.sqrt(judged.variance), *_SCORE_TAUS),
+        )
+        out.append(Check("quality", judged.mean, Sample.of(canary.scores).mean, verdict))
     return tuple(out)
 
 

@@ -4,7 +4,8 @@ Every span of a run given flags carries ``graphops.variant`` (``answer=v3``), so
 the control's and the canary's runs are the root spans since the current step
 started whose variants name the flag with that variant; a run failed when its root span
 ended in error, and answered degraded when any span of it carries
-``graphops.degraded``. Reading the span store, not the metrics, makes every
+``graphops.degraded``; its feedback scores (``graphops_feedback``, by trace
+id) are its quality. Reading the span store, not the metrics, makes every
 process's runs count, whichever process served them, and lets any process run
 the controller.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from graphops.checkpoint.span_store import SqlSpanStore
+from graphops.db.schema import feedback as feedback_table
 from graphops.db.schema import spans as spans_table
 from graphops.observe import semconv as sc
 from graphops.rollout.checks import Arm
@@ -68,6 +70,7 @@ def observe(store: SqlSpanStore, rollout: Rollout) -> Observed:
         f"{rollout.flag}={rollout.canary}": "canary",
     }
     counts: dict[str, list[Any]] = {"control": [0, 0, 0, []], "canary": [0, 0, 0, []]}
+    traces: dict[str, str] = {}  # trace id -> its arm
     for row in rows:
         attrs = _attributes(row.attributes)
         if rollout.graph is not None and attrs.get(sc.AGENT_NAME) != rollout.graph:
@@ -80,8 +83,23 @@ def observe(store: SqlSpanStore, rollout: Rollout) -> Observed:
         count[1] += row.status == "error"
         count[2] += row.trace_id in degraded
         count[3].append(max(row.end_ns - row.start_ns, 0) / 1e9)
+        traces[row.trace_id] = arm
+    scores: dict[str, list[float]] = {"control": [], "canary": []}
+    with store.engine.connect() as connection:
+        ids = list(traces)
+        for start in range(0, len(ids), 500):
+            given = connection.execute(
+                select(feedback_table.c.trace_id, feedback_table.c.score).where(
+                    feedback_table.c.trace_id.in_(ids[start : start + 500])
+                )
+            )
+            for found in given:
+                scores[traces[found.trace_id]].append(float(found.score))
     control, canary = (
-        Arm(runs, errors, degraded_runs, tuple(seconds))
-        for runs, errors, degraded_runs, seconds in (counts["control"], counts["canary"])
+        Arm(runs, errors, degraded_runs, tuple(seconds), tuple(scores[arm]))
+        for arm, (runs, errors, degraded_runs, seconds) in (
+            ("control", counts["control"]),
+            ("canary", counts["canary"]),
+        )
     )
     return Observed(control, canary)
