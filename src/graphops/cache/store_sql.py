@@ -28,7 +28,7 @@ import json
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import (
@@ -51,7 +51,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from graphops.cache.store import CacheEntry, Observation, StoreStats
-from graphops.db.engine import engine_for, safe_url
+from graphops.db.engine import engine_for, safe_url, writing
 from graphops.db.failures import storage_error
 from graphops.db.schema import cache_docs as _docs
 from graphops.db.schema import cache_entries as _entries
@@ -238,13 +238,9 @@ class SqlAnswerStore:
             for table in (_docs, _feedback, _entries):
                 connection.execute(delete(table).where(table.c.key.in_(part)))
 
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        """A write transaction whose reads are part of it, as the prompt registry's."""
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield connection
+    def _writing(self) -> AbstractContextManager[Connection]:
+        """A write transaction whose reads are part of it (:func:`graphops.db.engine.writing`)."""
+        return writing(self.engine)
 
     @contextmanager
     def _failing(self) -> Iterator[None]:

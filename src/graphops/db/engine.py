@@ -16,13 +16,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from graphops.errors import ConfigurationError, RunError
 
-__all__ = ["BUSY_TIMEOUT_S", "engine_for", "reaching", "safe_url", "sqlalchemy_url", "sqlite_path"]
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "engine_for",
+    "reaching",
+    "safe_url",
+    "sqlalchemy_url",
+    "sqlite_path",
+    "writing",
+]
 
 BUSY_TIMEOUT_S = 5.0
 """How long a SQLite statement waits for another process's write lock before failing."""
@@ -105,6 +113,20 @@ def safe_url(url: str) -> str:
     """``url`` as it may be printed, as the user wrote it: the password hidden."""
     sqlalchemy_url(url)  # a clear error for a URL that is not one
     return make_url(url).render_as_string(hide_password=True)
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction whose reads are part of it.
+
+    SQLite's Python driver starts its transaction only at the first write, so the
+    reads before it would see a stale state: ``BEGIN IMMEDIATE`` takes the write
+    lock first (waiting for the busy timeout), as ``FOR UPDATE`` does on Postgres.
+    """
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
 
 
 @contextmanager

@@ -12,12 +12,14 @@ carries every SQL parameter (with content capture on, prompts and answers).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from graphops.db.engine import safe_url, sqlite_path
+from graphops.db.engine import reaching, safe_url, sqlite_path
 from graphops.errors import ConfigurationError, GraphopsError, RunError, StorageError
 
-__all__ = ["damaged", "is_locked", "locked", "storage_error"]
+__all__ = ["damaged", "failing", "is_locked", "locked", "storage_error"]
 
 _LOCKED = ("SQLITE_BUSY", "SQLITE_LOCKED")
 _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
@@ -98,3 +100,27 @@ def storage_error(exc: BaseException, url: str | None) -> GraphopsError | None:
         where = f"at {safe_url(url)}" if url is not None else "graphops' database"
         return RunError(f"cannot reach the database {where}: {first[0]}")
     return None
+
+
+@contextmanager
+def failing(url: str, what: str) -> Iterator[None]:
+    """Database failures inside as graphops names them, for a store of ``what``.
+
+    Unreachable, locked or damaged are :func:`storage_error`'s (through
+    :func:`~graphops.db.engine.reaching`); any other SQLAlchemy error is a
+    :class:`StorageError` naming ``what`` and the driver's words only (never the
+    SQL or its parameters).
+    """
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    try:
+        with reaching(url):
+            yield
+    except (DBAPIError, SQLAlchemyError) as exc:
+        found = storage_error(exc, url)
+        if found is not None:
+            raise found from None
+        said = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()[:1]
+        raise StorageError(
+            f"{what} in the database at {safe_url(url)} failed: {said[0] if said else exc}"
+        ) from None

@@ -41,14 +41,14 @@ import json
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from graphops.db.engine import engine_for, safe_url
+from graphops.db.engine import engine_for, safe_url, writing
 from graphops.db.failures import storage_error
 from graphops.db.schema import flag_rules as _rules
 from graphops.db.schema import flag_variants as _variants
@@ -272,13 +272,9 @@ class SqlFlagStore:
                     connection.exec_driver_sql("BEGIN")
                 yield connection
 
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        """A write transaction whose reads are part of it, as the prompt registry's."""
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield connection
+    def _writing(self) -> AbstractContextManager[Connection]:
+        """A write transaction whose reads are part of it (:func:`graphops.db.engine.writing`)."""
+        return writing(self.engine)
 
     @contextmanager
     def _failing(self) -> Iterator[None]:

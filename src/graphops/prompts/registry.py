@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from graphops.db.engine import BUSY_TIMEOUT_S, engine_for
+from graphops.db.engine import BUSY_TIMEOUT_S, engine_for, writing
 from graphops.db.failures import is_locked, locked
 from graphops.db.schema import prompt_audit, prompt_labels, prompt_versions
 from graphops.errors import InvalidInputError, RunError
@@ -235,18 +235,9 @@ class PromptRegistry:
             self._audit(connection, actor, action, name, label, version, current, "")
         return version
 
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        """A write transaction whose reads are part of it.
-
-        SQLite's Python driver starts its transaction only at the first write, so the
-        reads before it would see a stale state: ``BEGIN IMMEDIATE`` takes the write
-        lock first (waiting for the busy timeout), as ``FOR UPDATE`` does on Postgres.
-        """
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield connection
+    def _writing(self) -> AbstractContextManager[Connection]:
+        """A write transaction whose reads are part of it (:func:`graphops.db.engine.writing`)."""
+        return writing(self.engine)
 
     @staticmethod
     def _audit(

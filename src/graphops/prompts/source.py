@@ -57,6 +57,7 @@ from graphops.prompts.registry import PromptRegistry
 
 if TYPE_CHECKING:
     from graphops.observe.metrics import Metrics
+    from graphops.runtime import RunScope
 
 __all__ = [
     "PROMPT_OVERRIDES_KEY",
@@ -112,8 +113,8 @@ def prompt_overrides(config: Mapping[str, Any] | None = None) -> dict[str, int |
     return out
 
 
-def pinned_version(name: str, config: Mapping[str, Any] | None = None) -> int | None:
-    """The version of ``name`` this run's cache lookup keyed on, if it pinned one."""
+def _scope(config: Mapping[str, Any] | None) -> RunScope | None:
+    """The run scope of ``config`` (the current run's when None; None outside a run)."""
     if config is None:
         from langgraph.config import get_config
 
@@ -123,7 +124,12 @@ def pinned_version(name: str, config: Mapping[str, Any] | None = None) -> int | 
             return None
     from graphops.runtime import run_scope
 
-    scope = run_scope(config)  # type: ignore[arg-type]
+    return run_scope(config)  # type: ignore[arg-type]
+
+
+def pinned_version(name: str, config: Mapping[str, Any] | None = None) -> int | None:
+    """The version of ``name`` this run's cache lookup keyed on, if it pinned one."""
+    scope = _scope(config)
     return scope.prompt_pins.get(name) if scope is not None else None
 
 
@@ -133,17 +139,9 @@ def flagged_ref(name: str, config: Mapping[str, Any] | None = None) -> int | str
     A flag value that is no version or label (a flag named like a prompt but made
     for something else) is ignored with a warning: the prompt's label decides.
     """
-    if config is None:
-        from langgraph.config import get_config
-
-        try:
-            config = get_config()
-        except RuntimeError:
-            return None
     from graphops.flags.resolver import prompt_flag
-    from graphops.runtime import run_scope
 
-    scope = run_scope(config)  # type: ignore[arg-type]
+    scope = _scope(config)
     assignment = scope.variants.get(prompt_flag(name)) if scope is not None else None
     if assignment is None:
         return None

@@ -14,17 +14,16 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 from sqlalchemy import Engine, insert, select
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from graphops.checkpoint.span_store import SqlSpanStore
-from graphops.db.engine import engine_for, reaching
-from graphops.db.failures import storage_error
+from graphops.db.engine import engine_for
+from graphops.db.failures import failing
 from graphops.db.schema import feedback as table
-from graphops.errors import InvalidInputError, StorageError
+from graphops.errors import InvalidInputError
 
 __all__ = ["Feedback"]
 
@@ -89,13 +88,5 @@ class Feedback:
             )
         return latest[0].trace_id
 
-    @contextmanager
-    def _failing(self) -> Iterator[None]:
-        try:
-            with reaching(self.url):
-                yield
-        except (DBAPIError, SQLAlchemyError) as exc:
-            found = storage_error(exc, self.url)
-            if found is not None:
-                raise found from None
-            raise StorageError(f"the feedback table failed: {exc}") from None
+    def _failing(self) -> AbstractContextManager[None]:
+        return failing(self.url, "the feedback table")

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from graphops.db.engine import engine_for, reaching
-from graphops.db.failures import storage_error
+from graphops.db.engine import engine_for
+from graphops.db.failures import failing
 from graphops.db.schema import rollouts as table
-from graphops.errors import ConflictError, StorageError
+from graphops.errors import ConflictError
 from graphops.flags.model import check_flag_name
 from graphops.rollout.model import Rollout
 
@@ -83,16 +81,8 @@ class SqlRollouts:
                 )
         return replace(rollout, version=rollout.version + 1)
 
-    @contextmanager
-    def _failing(self) -> Iterator[None]:
-        try:
-            with reaching(self.url):
-                yield
-        except (DBAPIError, SQLAlchemyError) as exc:
-            found = storage_error(exc, self.url)
-            if found is not None:
-                raise found from None
-            raise StorageError(f"the rollouts table failed: {exc}") from None
+    def _failing(self) -> AbstractContextManager[None]:
+        return failing(self.url, "the rollouts table")
 
 
 def _values(rollout: Rollout, flag_version: int) -> dict[str, Any]:
