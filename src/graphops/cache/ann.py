@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["IVF_FROM", "contents", "due", "flat_index", "ivf_index", "one_thread"]
+__all__ = ["IVF_FROM", "built_index", "contents", "due", "flat_index", "ivf_index", "one_thread"]
 
 IVF_FROM = 20_000
 """The partition size from which it is searched through inverted lists."""
@@ -106,6 +106,16 @@ def contents(index: Any) -> tuple[np.ndarray, np.ndarray]:
     if not ids:
         return np.empty(0, dtype="int64"), np.empty((0, dimension), dtype="float32")
     return np.concatenate(ids).astype("int64"), np.concatenate(chunks)
+
+
+def built_index(dimension: int, ids: np.ndarray, vectors: np.ndarray) -> Any:
+    """The index a partition of these vectors gets: inverted lists from :data:`IVF_FROM`
+    on, else exact (what a partition re-made from its stored embeddings starts with)."""
+    if len(ids) >= IVF_FROM:
+        return ivf_index(ids, vectors)
+    index = flat_index(dimension)
+    index.add_with_ids(np.ascontiguousarray(vectors), np.ascontiguousarray(ids))
+    return index
 
 
 def ivf_index(ids: np.ndarray, vectors: np.ndarray) -> Any:

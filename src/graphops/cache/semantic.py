@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from graphops.cache.ann import contents, due, flat_index, ivf_index, one_thread
+from graphops.cache.ann import built_index, contents, due, flat_index, ivf_index, one_thread
 from graphops.errors import ConfigurationError, StorageError
 
 __all__ = ["SemanticTier", "no_runtime_installs"]
@@ -193,22 +193,21 @@ class SemanticTier:
                 self._keys.pop((partition, row), None)
             self._dirty.setdefault(partition, time.monotonic())
 
-    def reindex(self, partition: str, *, force: bool = False) -> bool:
+    def reindex(self, partition: str) -> bool:
         """Re-build ``partition``'s index as inverted lists when its size calls for it.
 
         :meth:`add` calls it; the k-means build (a few seconds at 100,000 entries)
         runs outside the tier's lock on a copy of the vectors, so searches go on
         against the old index meanwhile, and what was added or removed during the
         build is applied to the new index before it replaces the old one.
-        Returns whether the index was replaced. ``force`` re-builds whatever the
-        size (at least one vector).
+        Returns whether the index was replaced.
         """
         with self._lock:
             manager = self._managers.get(partition)
             if manager is None or partition in self._pending:
                 return False
             index = manager.v._index
-            if not (due(index) or (force and index.ntotal)):
+            if not due(index):
                 return False
             ids, vectors = contents(index)
             self._pending[partition] = ([], [])
@@ -302,21 +301,21 @@ class SemanticTier:
         return bool(self._scalar_store().list_sessions(session_id=partition))
 
     def _rebuild(self, partition: str, manager: Any) -> None:
-        """Fill a partition's empty index from the scalar store's embeddings."""
-        from gptcache.manager.vector_data.base import VectorData
-
+        """Make a partition's index from the scalar store's embeddings (of the right kind)."""
         rows = [r.id for r in self._scalar_store().list_sessions(session_id=partition)]
-        data = []
+        ids, vectors = [], []
         for row in rows:
             cached = self._scalar.get_data_by_id(row)
             if cached is not None:
-                data.append(VectorData(id=row, data=cached.embedding_data))
-        if data:
-            manager.v.mul_add(data)
+                ids.append(row)
+                vectors.append(cached.embedding_data)
+        if ids:
+            manager.v._index = built_index(
+                self._dimension_of(),
+                np.asarray(ids, dtype="int64"),
+                np.asarray(vectors, dtype="float32"),
+            )
             self._dirty.setdefault(partition, time.monotonic())
-            if due(manager.v._index):
-                ids, vectors = contents(manager.v._index)
-                manager.v._index = ivf_index(ids, vectors)
 
     def _key_of(self, partition: str, manager: Any, row: int) -> str | None:
         key = self._keys.get((partition, row))

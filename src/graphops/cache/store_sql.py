@@ -48,11 +48,11 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from graphops.cache.store import CacheEntry, Observation, StoreStats
 from graphops.db.engine import engine_for, safe_url, writing
-from graphops.db.failures import storage_error
+from graphops.db.failures import said, storage_error
 from graphops.db.schema import cache_docs as _docs
 from graphops.db.schema import cache_entries as _entries
 from graphops.db.schema import cache_feedback as _feedback
@@ -249,16 +249,8 @@ class SqlAnswerStore:
             yield
         except self._errors as exc:
             raise storage_error(exc, self.url) or RunError(
-                f"the answer cache in the database at {safe_url(self.url)} failed: {_said(exc)}"
+                f"the answer cache in the database at {safe_url(self.url)} failed: {said(exc)}"
             ) from None
-
-
-def _said(exc: BaseException) -> str:
-    """The driver's first line (never SQLAlchemy's text: its SQL and parameters)."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        exc = exc.orig
-    said = "" if isinstance(exc, SQLAlchemyError) else str(exc)
-    return (said.strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _batches(items: Sequence[str]) -> Iterator[Sequence[str]]:

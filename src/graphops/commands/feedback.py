@@ -11,6 +11,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from graphops.errors import InvalidInputError
+from graphops.prompts.refs import default_actor
 
 if TYPE_CHECKING:
     from graphops.settings import Settings
@@ -30,7 +31,6 @@ def add_parser(commands: Any) -> None:
 
 def _feedback(args: argparse.Namespace, settings: Settings) -> int:
     from graphops.db import prepare
-    from graphops.prompts.refs import default_actor
     from graphops.rollout.feedback import Feedback
 
     try:

@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from graphops.errors import InvalidInputError
+from graphops.prompts.refs import default_actor
 
 if TYPE_CHECKING:
     from graphops.flags.model import Flag, Rule
@@ -147,13 +148,6 @@ def _store(settings: Settings) -> FlagStore:
     return flag_store(settings)
 
 
-def _actor(args: argparse.Namespace) -> str:
-    from graphops.prompts.refs import default_actor
-
-    actor: str = args.actor or default_actor()
-    return actor
-
-
 # ------------------------------------------------------------------ handlers
 def _set(args: argparse.Namespace, settings: Settings) -> int:
     from graphops.flags.model import DEFAULT_STICKY_BY, Flag, check_flag_name
@@ -197,7 +191,9 @@ def _set(args: argparse.Namespace, settings: Settings) -> int:
         ),
     )  # fmt: skip
     _check_prompt_variants(flag, settings)
-    stored = store.put(flag, actor=_actor(args), action="set", expected=args.expect)
+    stored = store.put(
+        flag, actor=args.actor or default_actor(), action="set", expected=args.expect
+    )
     print(f"flag {name} is at version {stored.version}: {_split(stored)}")
     if stored.killed:
         print(f"  (killed: every run gets {stored.default!r} until `graphops flags revive {name}`)")
@@ -245,7 +241,7 @@ def _switch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     stored = store.put(
         replace(current, killed=args.killed),
-        actor=_actor(args),
+        actor=args.actor or default_actor(),
         action="kill" if args.killed else "revive",
         expected=current.version,
         detail={"reason": args.reason},

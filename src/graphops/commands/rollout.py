@@ -19,6 +19,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from graphops.errors import InvalidInputError
+from graphops.prompts.refs import default_actor
 
 if TYPE_CHECKING:
     from graphops.rollout.checks import Decision
@@ -88,13 +89,6 @@ def _controller(settings: Settings) -> Controller:
     return Controller(SqlFlagStore(url), SqlRollouts(url), SqlSpanStore(url))
 
 
-def _actor(args: argparse.Namespace) -> str:
-    from graphops.prompts.refs import default_actor
-
-    actor: str = getattr(args, "actor", None) or default_actor()
-    return actor
-
-
 def _start(args: argparse.Namespace, settings: Settings) -> int:
     from graphops.rollout.model import parse_steps
 
@@ -107,7 +101,7 @@ def _start(args: argparse.Namespace, settings: Settings) -> int:
         interval_s=parse_seconds(args.interval),
         alpha=args.alpha,
         graph=args.graph,
-        actor=_actor(args),
+        actor=args.actor or default_actor(),
     )
     print(
         f"rollout of {rollout.flag}: {rollout.canary} at {rollout.share}% against "
@@ -181,6 +175,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def _manual(args: argparse.Namespace, settings: Settings) -> int:
     controller = _controller(settings)
     do = controller.promote if args.verb == "promote" else controller.abort
-    rollout = do(args.flag, actor=_actor(args), reason=args.reason)
+    rollout = do(args.flag, actor=args.actor or default_actor(), reason=args.reason)
     print(_shown(rollout, None))
     return 0

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from graphops.db.engine import reaching, safe_url, sqlite_path
+from graphops.db.engine import safe_url, sqlite_path
 from graphops.errors import ConfigurationError, GraphopsError, RunError, StorageError
 
-__all__ = ["damaged", "failing", "is_locked", "locked", "storage_error"]
+__all__ = ["damaged", "failing", "is_locked", "locked", "said", "storage_error"]
 
 _LOCKED = ("SQLITE_BUSY", "SQLITE_LOCKED")
 _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
@@ -102,25 +102,31 @@ def storage_error(exc: BaseException, url: str | None) -> GraphopsError | None:
     return None
 
 
+def said(exc: BaseException) -> str:
+    """The driver's first line (never SQLAlchemy's text: its SQL and parameters)."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    text = "" if isinstance(exc, SQLAlchemyError) else str(exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
 @contextmanager
-def failing(url: str, what: str) -> Iterator[None]:
+def failing(url: str, what: str, errors: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Database failures inside as graphops names them, for a store of ``what``.
 
-    Unreachable, locked or damaged are :func:`storage_error`'s (through
-    :func:`~graphops.db.engine.reaching`); any other SQLAlchemy error is a
+    Unreachable, locked or damaged are :func:`storage_error`'s; any other
+    SQLAlchemy error (or one of ``errors``, the driver's own) is a
     :class:`StorageError` naming ``what`` and the driver's words only (never the
     SQL or its parameters).
     """
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
 
+    caught: tuple[type[BaseException], ...] = (SQLAlchemyError, *errors)
     try:
-        with reaching(url):
-            yield
-    except (DBAPIError, SQLAlchemyError) as exc:
-        found = storage_error(exc, url)
-        if found is not None:
-            raise found from None
-        said = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()[:1]
-        raise StorageError(
-            f"{what} in the database at {safe_url(url)} failed: {said[0] if said else exc}"
+        yield
+    except caught as exc:
+        raise storage_error(exc, url) or StorageError(
+            f"{what} in the database at {safe_url(url)} failed: {said(exc)}"
         ) from None

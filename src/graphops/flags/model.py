@@ -34,6 +34,7 @@ __all__ = [
     "check_attribute",
     "check_flag_name",
     "check_variant_name",
+    "is_attribute",
 ]
 
 FLAG_NAME = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")
@@ -65,9 +66,14 @@ def check_variant_name(name: object) -> str:
     return name
 
 
+def is_attribute(name: object) -> bool:
+    """Whether ``name`` can name a context attribute (``user``, ``tenant``, ``plan``...)."""
+    return isinstance(name, str) and _ATTRIBUTE.match(name) is not None
+
+
 def check_attribute(name: object) -> str:
-    """``name`` if it can name a context attribute (``user``, ``tenant``, ``plan``...)."""
-    if not isinstance(name, str) or not _ATTRIBUTE.match(name):
+    """``name`` if it can name a context attribute, else an :class:`InvalidInputError`."""
+    if not isinstance(name, str) or not is_attribute(name):
         raise InvalidInputError(
             f"{name!r} is not an attribute name (a lower-case letter, then a-z 0-9 _)"
         )

@@ -84,11 +84,7 @@ class Flags:
         check_flag_name(name)
         flags, stale = self._flags()
         flag = flags.get(name)
-        if flag is None:
-            return None
-        assignment = evaluate(flag, context or {})
-        self._count(assignment, stale)
-        return replace(assignment, stale=True) if stale else assignment
+        return None if flag is None else self._assign(flag, context, stale)
 
     def resolve_all(self, context: Mapping[str, Any] | None = None) -> dict[str, Assignment]:
         """Every flag's variant for a run with ``context``: what a run scope holds.
@@ -97,12 +93,7 @@ class Flags:
         never half an update.
         """
         flags, stale = self._flags()
-        out = {}
-        for name in sorted(flags):
-            assignment = evaluate(flags[name], context or {})
-            self._count(assignment, stale)
-            out[name] = replace(assignment, stale=True) if stale else assignment
-        return out
+        return {name: self._assign(flags[name], context, stale) for name in sorted(flags)}
 
     def get(self, name: str) -> Flag | None:
         """The flag ``name`` as the current snapshot has it."""
@@ -165,7 +156,9 @@ class Flags:
             _log.info("the flag store answers again: flags are fresh")
         return flags, False
 
-    def _count(self, assignment: Assignment, stale: bool) -> None:
+    def _assign(self, flag: Flag, context: Mapping[str, Any] | None, stale: bool) -> Assignment:
+        """One flag's variant for ``context``, counted, marked stale when the snapshot is."""
+        assignment = evaluate(flag, context or {})
         metrics = self._metrics_()
         reason = "STALE" if stale else assignment.reason
         metrics.flag_evaluations.labels(
@@ -173,6 +166,8 @@ class Flags:
         ).inc()
         if stale:
             metrics.flag_stale.labels(flag=assignment.flag).inc()
+            return replace(assignment, stale=True)
+        return assignment
 
     def _metrics_(self) -> Metrics:
         if self._metrics is None:

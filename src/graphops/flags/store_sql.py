@@ -46,10 +46,10 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from graphops.db.engine import engine_for, safe_url, writing
-from graphops.db.failures import storage_error
+from graphops.db.failures import failing
 from graphops.db.schema import flag_rules as _rules
 from graphops.db.schema import flag_variants as _variants
 from graphops.db.schema import flags as _flags
@@ -75,7 +75,7 @@ class SqlFlagStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = engine_for(url)
-        self._errors = (SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error)
+        self._errors = (self.engine.dialect.loaded_dbapi.Error,)  # the driver's own, raw
 
     # ---------------------------------------------------------------- reads
     def get(self, name: str) -> Flag | None:
@@ -276,26 +276,16 @@ class SqlFlagStore:
         """A write transaction whose reads are part of it (:func:`graphops.db.engine.writing`)."""
         return writing(self.engine)
 
-    @contextmanager
-    def _failing(self) -> Iterator[None]:
-        """A database failure as the rest of graphops names it.
+    def _failing(self) -> AbstractContextManager[None]:
+        """A database failure as graphops names it (:func:`graphops.db.failures.failing`).
 
-        :func:`~graphops.db.failures.storage_error` makes a locked, damaged or
-        unusable database a StorageError and a Postgres that does not answer a
-        RunError (``cannot reach the database at …``), as the answer store and
-        the prompt registry raise them; anything else it does not know is a
+        A locked, damaged or unusable database is a StorageError and a Postgres that
+        does not answer a RunError (``cannot reach the database at …``), as the
+        answer store and the prompt registry raise them; anything else is a
         StorageError naming the flag store. Each is a RunError, which is what the
         resolver's stale-if-error catches.
         """
-        try:
-            yield
-        except self._errors as exc:
-            found = storage_error(exc, self.url)
-            if found is not None:
-                raise found from None
-            raise StorageError(
-                f"the flag store in the database at {safe_url(self.url)} failed: {_said(exc)}"
-            ) from None
+        return failing(self.url, "the flag store", self._errors)
 
 
 def _variant_rows(flag: Flag) -> list[dict[str, Any]]:
@@ -344,11 +334,3 @@ def _json(what: str, value: Any) -> str:
         return json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"a flag change's {what} is not JSON ({exc})") from None
-
-
-def _said(exc: BaseException) -> str:
-    """The driver's first line (never SQLAlchemy's text: its SQL and parameters)."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        exc = exc.orig
-    said = "" if isinstance(exc, SQLAlchemyError) else str(exc)
-    return (said.strip().splitlines() or [type(exc).__name__])[0]

@@ -61,7 +61,7 @@ def _variants_of(run_id: UUID) -> list[str]:
     scope = open_scope(run_id)
     if scope is None or not scope.variants:
         return []
-    return [f"{name}={a.variant}" for name, a in sorted(scope.variants.items())]
+    return [a.label() for _, a in sorted(scope.variants.items())]
 
 
 def _graph_bubble_up() -> type[BaseException]:

@@ -146,20 +146,20 @@ def flagged_ref(name: str, config: Mapping[str, Any] | None = None) -> int | str
     if assignment is None:
         return None
     value = assignment.value
-    try:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise InvalidInputError(f"{value!r} is neither")
-        return parse_ref(value)
-    except InvalidInputError as exc:
-        _log.warning(
-            "flag %r gave prompt %r the variant %r, which is no version or label (%s): "
-            "the label decides",
-            assignment.flag,
-            name,
-            assignment.variant,
-            exc,
-        )
-        return None
+    if not isinstance(value, bool) and isinstance(value, int | str):
+        try:
+            return parse_ref(value)
+        except InvalidInputError:
+            pass
+    _log.warning(
+        "flag %r gave prompt %r the variant %r, whose value %r is no version or label: "
+        "the label decides",
+        assignment.flag,
+        name,
+        assignment.variant,
+        value,
+    )
+    return None
 
 
 async def aprompt(

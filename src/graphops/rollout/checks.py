@@ -30,7 +30,6 @@ compare it with at 100%).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -154,16 +153,16 @@ def checks(rollout: Rollout, control: Arm, canary: Arm) -> tuple[Check, ...]:
         )
         out.append(Check("latency", slow_control.mean, slow_canary.mean, verdict))
     if len(control.scores) >= MIN_SCORES and len(canary.scores) >= MIN_SCORES:
-        judged = Sample.of(control.scores)
+        judged, judged_canary = Sample.of(control.scores), Sample.of(canary.scores)
         verdict = regression(
             judged,
-            Sample.of(canary.scores),
+            judged_canary,
             worse="lower",
             alpha=alpha,
             min_runs=MIN_SCORES,
             tau=(TAU_IN_CONTROL_SDS * math.sqrt(judged.variance), *_SCORE_TAUS),
         )
-        out.append(Check("quality", judged.mean, Sample.of(canary.scores).mean, verdict))
+        out.append(Check("quality", judged.mean, judged_canary.mean, verdict))
     return tuple(out)
 
 
@@ -173,10 +172,9 @@ def decide(
     canary: Arm,
     *,
     now_ns: int,
-    checks_of: Sequence[Check] | None = None,
 ) -> Decision:
     """What the step does now, on the arms' runs in it (see the module docstring)."""
-    found = tuple(checks_of) if checks_of is not None else checks(rollout, control, canary)
+    found = checks(rollout, control, canary)
     regressed = [c for c in found if c.verdict.regressed]
     if regressed:
         worst = ", ".join(

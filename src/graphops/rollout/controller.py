@@ -30,7 +30,7 @@ from graphops.flags.model import Flag, check_variant_name
 from graphops.flags.store import FlagStore
 from graphops.rollout.checks import Decision, decide
 from graphops.rollout.model import DEFAULT_STEPS, Rollout
-from graphops.rollout.observed import Observed, observe
+from graphops.rollout.observed import observe
 from graphops.rollout.store import SqlRollouts
 
 __all__ = ["Controller", "canary_variant"]
@@ -110,7 +110,7 @@ class Controller:
             name, control, canary, steps=steps, min_runs=min_runs, interval_s=interval_s,
             alpha=alpha, graph=graph, started_ns=now, step_started_ns=now,
         )  # fmt: skip
-        moved = self._weights(flag, variants, rollout, rollout.share)
+        moved = _weights(flag, rollout, variants)
         detail = {"rollout": _summary(rollout), "reason": f"canary {canary} at {rollout.share}%"}
         stored = self.flags.put(
             moved, actor=actor or self.actor, action="rollout-start", expected=flag.version,
@@ -125,8 +125,7 @@ class Controller:
         Returns the rollout as it is after the look and the decision (None when
         the rollout is not running, or another controller moved it first).
         """
-        found = self._rollout(name)
-        rollout, written = found
+        rollout, written = self._rollout(name)
         if rollout.state != "running":
             return rollout, None
         flag = self._flag(name)
@@ -135,9 +134,8 @@ class Controller:
                 # another controller's write, its rollout row not saved yet: its move
                 return self._rollout(name)[0], None
             return self._abandon(rollout, flag), None
-        seen: Observed = observe(self.spans, rollout)
         now = self._clock()
-        decision = decide(rollout, seen.control, seen.canary, now_ns=now)
+        decision = self._decision(rollout, now)
         if decision.action == "wait":
             return rollout, decision
         if decision.action == "rollback":
@@ -186,11 +184,14 @@ class Controller:
         rollout, _ = self._rollout(name)
         if rollout.state != "running":
             return rollout, None
-        seen = observe(self.spans, rollout)
-        decision = decide(rollout, seen.control, seen.canary, now_ns=self._clock())
-        return rollout, decision
+        return rollout, self._decision(rollout, self._clock())
 
     # ------------------------------------------------------------------ inside
+    def _decision(self, rollout: Rollout, now: int) -> Decision:
+        """What a look at ``rollout`` decides now, on the span store's runs of its step."""
+        seen = observe(self.spans, rollout)
+        return decide(rollout, seen.control, seen.canary, now_ns=now)
+
     def _move(
         self,
         before: Rollout,
@@ -199,7 +200,7 @@ class Controller:
         detail: Mapping[str, Any],
         actor: str | None,
     ) -> Rollout:
-        moved = self._weights(flag, dict(flag.variants), after, after.share)
+        moved = _weights(flag, after)
         if after.state == "promoted":
             moved = replace(moved, default=after.canary)
         action = {
@@ -244,12 +245,6 @@ class Controller:
         )  # fmt: skip
         return self.rollouts.save(after, stored.version)
 
-    def _weights(self, flag: Flag, variants: dict[str, Any], rollout: Rollout, share: int) -> Flag:
-        weights = {v: 0 for v in variants}
-        weights[rollout.canary] = share
-        weights[rollout.control] = 100 - share
-        return replace(flag, variants=variants, weights=weights, version=flag.version)
-
     def _flag(self, name: str) -> Flag:
         flag = self.flags.get(name)
         if flag is None:
@@ -273,6 +268,15 @@ class Controller:
                 f"rollout wrote {written}): the next look aborts it"
             )
         return rollout, flag
+
+
+def _weights(flag: Flag, rollout: Rollout, variants: Mapping[str, Any] | None = None) -> Flag:
+    """``flag`` (with ``variants``, when the rollout added its canary) at the rollout's share."""
+    variants = dict(flag.variants if variants is None else variants)
+    weights = dict.fromkeys(variants, 0)
+    weights[rollout.canary] = rollout.share
+    weights[rollout.control] = 100 - rollout.share
+    return replace(flag, variants=variants, weights=weights)
 
 
 def _summary(rollout: Rollout) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -38,6 +37,7 @@ from graphops._compat.langgraph import (
     is_update_state_run,
 )
 from graphops.errors import RunError
+from graphops.flags.model import is_attribute
 from graphops.runtime.scope import Identity, RunEnd, RunScope
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
     from graphops.resilience.budget import BudgetPolicy
 
 __all__ = ["ScopeHandler", "flag_context", "open_scope", "run_scope"]
-
-_ATTRIBUTE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # the flags' attribute names
 
 _log = logging.getLogger("graphops.runtime")
 
@@ -71,7 +69,7 @@ def flag_context(identity: Identity, metadata: Mapping[str, Any]) -> dict[str, A
     context: dict[str, Any] = {
         k: v
         for k, v in metadata.items()
-        if _ATTRIBUTE.match(k) and isinstance(v, str | int | float | bool)
+        if is_attribute(k) and isinstance(v, str | int | float | bool)
     }
     named = {
         "user": identity.user,
